@@ -1,0 +1,179 @@
+"""Avey-B configuration (SPEC.md sections 2-6). Defaults are the official base model."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+RANKER_DIRECTIONS = ("left", "both")
+SPLIT_WEIGHTINGS = ("min", "max", "none")
+LAYER_ARRANGEMENTS = (
+    "interleaved_static_first",
+    "interleaved_dynamic_first",
+    "static_only",
+    "dynamic_only",
+    "coupled",
+)
+DYNAMIC_NORMS = ("sum", "softmax", "none", "signed_sum")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+
+# Keys a PretrainedConfig carries itself; everything else must be ours.
+_AVEYB_KEYS = {
+    "vocab_size", "hidden_size", "num_hidden_layers", "split_size", "top_k", "expansion_factor",
+    "ranker_direction", "split_weighting", "compression", "layer_arrangement", "dynamic_norm",
+    "hidden_act", "eps", "max_position_embeddings", "initializer", "sparse_prediction",
+    "classifier_pooling",
+}
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"AveyBConfig.{name}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"AveyBConfig.{name}={value!r} must be an integer >= {minimum}")
+
+
+class AveyBConfig(PretrainedConfig):
+    """Configuration of an Avey-B encoder.
+
+    Names follow SPEC.md: ``split_size`` is S, ``top_k`` is k, ``hidden_size`` is d. The
+    ablation switches (``ranker_direction``, ``split_weighting``, ``compression``,
+    ``layer_arrangement``, ``dynamic_norm``) default to the official behaviour.
+    ``max_position_embeddings`` is the training context; Avey-B has no positional limit and
+    runs on longer inputs.
+    """
+
+    model_type = "aveyb"
+
+    def __init__(
+        self,
+        vocab_size: int = 50368,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 30,
+        split_size: int = 256,
+        top_k: int = 3,
+        expansion_factor: int = 4,
+        ranker_direction: str = "left",
+        split_weighting: str = "min",
+        compression: bool = True,
+        layer_arrangement: str = "interleaved_static_first",
+        dynamic_norm: str = "sum",
+        hidden_act: str = "gelu",
+        eps: float = 1e-12,
+        max_position_embeddings: int = 2048,
+        initializer: str = "xavier_normal",
+        sparse_prediction: bool = False,
+        classifier_pooling: str = "mean",
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        mask_token_id: int | None = None,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        strict = kwargs.pop("strict_keys", True)
+        unknown = set(kwargs) - _HF_KEYS
+        if strict and unknown:
+            raise ValueError(
+                f"AveyBConfig got unknown keys {sorted(unknown)}; Avey-B keys are {sorted(_AVEYB_KEYS)}"
+            )
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.split_size = split_size
+        self.top_k = top_k
+        self.expansion_factor = expansion_factor
+        self.ranker_direction = ranker_direction
+        self.split_weighting = split_weighting
+        self.compression = compression
+        self.layer_arrangement = layer_arrangement
+        self.dynamic_norm = dynamic_norm
+        self.hidden_act = hidden_act
+        self.eps = eps
+        self.max_position_embeddings = max_position_embeddings
+        self.initializer = initializer
+        self.sparse_prediction = sparse_prediction
+        self.classifier_pooling = classifier_pooling
+        self.mask_token_id = mask_token_id
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+        self.validate_options()
+
+    def validate_options(self) -> None:
+        """Raise ``ValueError`` naming the field for any impossible value."""
+        _check_int("vocab_size", self.vocab_size, 1)
+        _check_int("hidden_size", self.hidden_size, 1)
+        _check_int("num_hidden_layers", self.num_hidden_layers, 0)
+        _check_int("split_size", self.split_size, 1)
+        _check_int("top_k", self.top_k, 0)
+        _check_int("expansion_factor", self.expansion_factor, 2)
+        if self.expansion_factor % 2:
+            raise ValueError("AveyBConfig.expansion_factor must be even: Z splits into two equal halves")
+        _check_choice("ranker_direction", self.ranker_direction, RANKER_DIRECTIONS)
+        _check_choice("split_weighting", self.split_weighting, SPLIT_WEIGHTINGS)
+        _check_choice("compression", self.compression, (True, False))
+        _check_choice("layer_arrangement", self.layer_arrangement, LAYER_ARRANGEMENTS)
+        _check_choice("dynamic_norm", self.dynamic_norm, DYNAMIC_NORMS)
+        _check_choice("hidden_act", self.hidden_act, ACTIVATIONS)
+        _check_choice("initializer", self.initializer, ("xavier_normal",))
+        _check_choice("classifier_pooling", self.classifier_pooling, ("mean",))
+        if not (isinstance(self.eps, float) and 0 < self.eps < 1):
+            raise ValueError(f"AveyBConfig.eps={self.eps!r} must be a float in (0, 1)")
+        _check_int("max_position_embeddings", self.max_position_embeddings, 1)
+        for name in ("pad_token_id", "mask_token_id", "eos_token_id", "bos_token_id"):
+            value = getattr(self, name, None)
+            if value is not None and not (0 <= value < self.vocab_size):
+                raise ValueError(f"AveyBConfig.{name}={value} is outside the vocabulary [0, {self.vocab_size})")
+
+    # ---- derived sizes -------------------------------------------------------------
+    @property
+    def window_size(self) -> int:
+        """L = (k+1)·S: rows of an extended window."""
+        return (self.top_k + 1) * self.split_size
+
+    @property
+    def mixer_size(self) -> int:
+        """Rows a contextualization layer mixes: S with compression, L without."""
+        return self.split_size if self.compression else self.window_size
+
+    def layer_kinds(self) -> list[str]:
+        """'static', 'dynamic' or 'coupled' for every layer, from ``layer_arrangement``."""
+        n, arrangement = self.num_hidden_layers, self.layer_arrangement
+        if arrangement == "interleaved_static_first":
+            return ["static" if i % 2 == 0 else "dynamic" for i in range(n)]
+        if arrangement == "interleaved_dynamic_first":
+            return ["dynamic" if i % 2 == 0 else "static" for i in range(n)]
+        return [{"static_only": "static", "dynamic_only": "dynamic", "coupled": "coupled"}[arrangement]] * n
+
+
+# Keys that transformers itself may pass through a config (save/load, generation, heads).
+_HF_KEYS = set(PretrainedConfig().to_dict()) | {
+    "id2label", "label2id", "num_labels", "problem_type", "architectures", "auto_map",
+    "transformers_version", "torch_dtype", "dtype", "name_or_path", "_name_or_path",
+    "finetuning_task", "return_dict", "output_hidden_states", "output_attentions",
+    "torchscript", "use_cache", "model_type", "classifier_dropout", "_attn_implementation",
+    "attn_implementation", "_attn_implementation_internal", "_commit_hash",
+}
+
+PRESETS: dict[str, dict] = {
+    # Runs in seconds on a CPU; also the CI model.
+    "tiny": dict(hidden_size=64, num_hidden_layers=4, split_size=16, top_k=2, max_position_embeddings=256),
+    # About 36M parameters with a 50k vocabulary: for single-GPU experiments.
+    "mini": dict(hidden_size=384, num_hidden_layers=16, split_size=256, top_k=3, max_position_embeddings=2048),
+    # The official base model: 163.9M parameters with vocab 50,368.
+    "base": dict(hidden_size=768, num_hidden_layers=30, split_size=256, top_k=3, max_position_embeddings=2048),
+}
+
+
+def preset_config(name: str, **overrides) -> AveyBConfig:
+    """Build the config of a named preset (``tiny``, ``mini``, ``base``), with overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown Avey-B preset {name!r}; choose one of {sorted(PRESETS)}")
+    return AveyBConfig(**{**PRESETS[name], **overrides})
