@@ -21,8 +21,9 @@ _AVEYB_KEYS = {
     "vocab_size", "hidden_size", "num_hidden_layers", "split_size", "top_k", "expansion_factor",
     "ranker_direction", "split_weighting", "compression", "layer_arrangement", "dynamic_norm",
     "hidden_act", "eps", "max_position_embeddings", "initializer", "sparse_prediction",
-    "classifier_pooling",
+    "classifier_pooling", "kernel_backend",
 }
+KERNEL_BACKENDS = ("auto", "torch", "triton")
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -41,7 +42,9 @@ class AveyBConfig(PretrainedConfig):
     Names follow SPEC.md: ``split_size`` is S, ``top_k`` is k, ``hidden_size`` is d. The
     ablation switches (``ranker_direction``, ``split_weighting``, ``compression``,
     ``layer_arrangement``, ``dynamic_norm``) default to the official behaviour.
-    ``max_position_embeddings`` is the training context; Avey-B has no positional limit and
+    ``kernel_backend``: "auto" uses the fused Triton kernels on CUDA when they support the
+    configuration and falls back to plain PyTorch otherwise; "torch" forces the reference;
+    "triton" requires the kernels. ``max_position_embeddings`` is the training context; Avey-B has no positional limit and
     runs on longer inputs.
     """
 
@@ -66,6 +69,7 @@ class AveyBConfig(PretrainedConfig):
         initializer: str = "xavier_normal",
         sparse_prediction: bool = False,
         classifier_pooling: str = "mean",
+        kernel_backend: str = "auto",
         pad_token_id: int | None = None,
         bos_token_id: int | None = None,
         eos_token_id: int | None = None,
@@ -96,6 +100,7 @@ class AveyBConfig(PretrainedConfig):
         self.initializer = initializer
         self.sparse_prediction = sparse_prediction
         self.classifier_pooling = classifier_pooling
+        self.kernel_backend = kernel_backend
         self.mask_token_id = mask_token_id
         super().__init__(
             pad_token_id=pad_token_id,
@@ -124,6 +129,7 @@ class AveyBConfig(PretrainedConfig):
         _check_choice("hidden_act", self.hidden_act, ACTIVATIONS)
         _check_choice("initializer", self.initializer, ("xavier_normal",))
         _check_choice("classifier_pooling", self.classifier_pooling, ("mean",))
+        _check_choice("kernel_backend", self.kernel_backend, KERNEL_BACKENDS)
         if not (isinstance(self.eps, float) and 0 < self.eps < 1):
             raise ValueError(f"AveyBConfig.eps={self.eps!r} must be a float in (0, 1)")
         _check_int("max_position_embeddings", self.max_position_embeddings, 1)
