@@ -1,6 +1,20 @@
-"""aveyb: Avey-B, an attention-free bidirectional encoder, Hugging Face-native."""
+"""aveyb: Avey-B, an attention-free bidirectional encoder, Hugging Face-native.
+
+Importing the package registers Avey-B with transformers' Auto classes.
+"""
 
 from aveyb.config import AveyBConfig, preset_config
+from aveyb.model import (
+    AveyBForMaskedLM,
+    AveyBForQuestionAnswering,
+    AveyBForSequenceClassification,
+    AveyBForTokenClassification,
+    AveyBModel,
+    mean_pool,
+)
 
 __version__ = "0.1.0"
-__all__ = ["AveyBConfig", "preset_config", "__version__"]
+__all__ = [
+    "AveyBConfig", "preset_config", "AveyBModel", "AveyBForMaskedLM", "AveyBForSequenceClassification",
+    "AveyBForTokenClassification", "AveyBForQuestionAnswering", "mean_pool", "__version__",
+]

@@ -1,0 +1,114 @@
+"""Contextualization layers (SPEC.md section 3): enricher, contextualizer, fuser.
+
+A layer works on splits independently: input (M, R, d) with M = batch · splits and R rows per
+split (S with compression, L without). ``mask`` (M, R) marks real rows; masked rows are zero
+in U before every mix, so they cannot influence real rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACT_FNS = {
+    "gelu": lambda x: F.gelu(x),  # exact (erf), as in the official model
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """x / sqrt(mean(x²) + ε) · g, computed in at least float32."""
+    dtype = x.dtype
+    x32 = x.to(torch.promote_types(dtype, torch.float32))
+    normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return normed.to(dtype) * weight
+
+
+def static_mix(u: Tensor, spatial_proj: Tensor) -> Tensor:
+    """mix(U) = P · U with a learned, full (bidirectional) P."""
+    return torch.matmul(spatial_proj.to(u.dtype), u)
+
+
+def cosine_similarities(u: Tensor, eps: float) -> Tensor:
+    """A = Û Ûᵀ with Û = U / max(‖U‖₂, ε) row-wise."""
+    un = u / u.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return torch.matmul(un, un.transpose(-1, -2))
+
+
+def normalize_similarities(a: Tensor, norm: str, eps: float, mask: Tensor | None, tau: Tensor | None) -> Tensor:
+    """norm(A): divide-by-sum (default), softmax(A/τ), none, or signed sum; masked columns count 0."""
+    if norm == "sum":
+        return a / a.abs().sum(dim=-1, keepdim=True).clamp_min(eps)
+    if norm == "softmax":
+        logits = a / tau
+        if mask is not None:
+            # A finite floor, not -inf: a split with no real row must not produce NaN.
+            logits = logits.masked_fill(~mask[:, None, :], torch.finfo(logits.dtype).min)
+        return torch.softmax(logits, dim=-1)
+    if norm == "none":
+        return a
+    if norm == "signed_sum":
+        return a / (a.sum(dim=-1, keepdim=True) + eps)
+    raise ValueError(f"dynamic_norm={norm!r}; allowed: 'sum', 'softmax', 'none', 'signed_sum'")
+
+
+def dynamic_mix(u: Tensor, mask: Tensor | None, norm: str, eps: float,
+                tau: Tensor | None = None, spatial_proj: Tensor | None = None) -> Tensor:
+    """mix(U) = norm(A) · U, or norm(P ⊙ A) · U for a coupled layer. ``u`` is already masked."""
+    a = cosine_similarities(u, eps)
+    if spatial_proj is not None:
+        a = spatial_proj.to(a.dtype) * a
+    return torch.matmul(normalize_similarities(a, norm, eps, mask, tau), u)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+
+class AveyBLayer(nn.Module):
+    """One contextualization layer: out = W_f · [G ⊙ mix(U) ; Zb] + b_f + α · X."""
+
+    def __init__(self, config, kind: str):
+        super().__init__()
+        width, rows = config.hidden_size, config.mixer_size
+        self.kind = kind
+        self.dynamic_norm = config.dynamic_norm
+        self.eps = config.eps
+        self.act = ACT_FNS[config.hidden_act]
+        self.norm = RMSNorm(width, config.eps)
+        self.enricher = nn.Linear(width, config.expansion_factor * width)
+        self.fuser = nn.Linear((config.expansion_factor // 2 + 1) * width, width)
+        self.alpha = nn.Parameter(torch.ones(()))
+        if kind in ("static", "coupled"):
+            self.spatial_proj = nn.Parameter(torch.empty(rows, rows))
+        if kind in ("dynamic", "coupled") and config.dynamic_norm == "softmax":
+            self.tau = nn.Parameter(torch.ones(()))
+
+    def enrich(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Z = act(W_e · RMSNorm(X) + b_e), split into U | G | Zb (d | d | rest)."""
+        z = self.act(self.enricher(self.norm(x)))
+        width = x.shape[-1]
+        return z[..., :width], z[..., width:2 * width], z[..., 2 * width:]
+
+    def contextualize(self, u: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is not None:
+            u = u * mask.unsqueeze(-1).to(u.dtype)
+        if self.kind == "static":
+            return static_mix(u, self.spatial_proj)
+        tau = getattr(self, "tau", None)
+        proj = self.spatial_proj if self.kind == "coupled" else None
+        return dynamic_mix(u, mask, self.dynamic_norm, self.eps, tau, proj)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        u, gate, bypass = self.enrich(x)
+        mixed = gate * self.contextualize(u, mask)
+        return self.fuser(torch.cat([mixed, bypass], dim=-1)) + self.alpha * x

@@ -1,0 +1,348 @@
+"""Avey-B models (SPEC.md): the encoder and its heads as transformers ``PreTrainedModel``s.
+
+Pipeline (SPEC 1): embedding -> ranker (once) -> contextualization layers on every split
+independently -> un-split -> head. Parameter names are the official ones (SPEC 7), so the
+authors' checkpoints load without renaming.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+from .configuration_aveyb import AveyBConfig
+from .layers import ACT_FNS, AveyBLayer, RMSNorm
+from .ranker import rank_and_compress
+
+
+def check_inputs(input_ids: Tensor | None, attention_mask: Tensor | None, inputs_embeds: Tensor | None,
+                 vocab_size: int) -> tuple[int, int]:
+    """Validate ids and mask before any indexing; returns (batch, length)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    if input_ids is not None:
+        if not isinstance(input_ids, Tensor):
+            raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
+        shape = input_ids.shape
+    else:
+        if inputs_embeds.dim() != 3:
+            raise ValueError(f"inputs_embeds must have shape (batch, length, hidden), got {tuple(inputs_embeds.shape)}")
+        shape = inputs_embeds.shape[:2]
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"empty input: shape {tuple(shape)}; every sequence needs at least one token")
+    if input_ids is not None and not torch.compiler.is_compiling():
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"input_ids must lie in [0, {vocab_size}) (vocab_size); found values in [{low}, {high}]")
+    if attention_mask is not None:
+        if not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != tuple(shape):
+            got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else type(attention_mask).__name__
+            raise ValueError(f"attention_mask must have the shape of input_ids {tuple(shape)}, got {got}")
+        if not torch.compiler.is_compiling() and not bool((attention_mask.sum(dim=-1) > 0).all()):
+            raise ValueError("attention_mask has a row with no real token (an empty sequence)")
+    return shape[0], shape[1]
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """Mean of the hidden states over real tokens (SPEC 4: sequence heads and retrieval)."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def _fused_kernels(config: AveyBConfig, x: Tensor):
+    """The Triton kernels module when it should run for this input, else None (reference path)."""
+    if config.kernel_backend == "torch" or not x.is_cuda:
+        if config.kernel_backend == "triton" and not x.is_cuda:
+            raise RuntimeError("kernel_backend='triton' needs CUDA inputs")
+        return None
+    try:
+        from aveyb import kernels
+    except ImportError:
+        kernels = None
+    if kernels is not None and kernels.supports(config, x.device):
+        return kernels
+    if config.kernel_backend == "triton":
+        raise RuntimeError("kernel_backend='triton' but the fused kernels are unavailable for this configuration")
+    return None
+
+
+class AveyBPreTrainedModel(PreTrainedModel):
+    config_class = AveyBConfig
+    config: AveyBConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    _no_split_modules = ["AveyBLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Xavier-normal for Linear weights, the embedding, P and D; zero biases; ones elsewhere (SPEC 5)."""
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_normal_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.xavier_normal_(module.weight)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+        elif isinstance(module, AveyBLayer):
+            nn.init.ones_(module.alpha)
+            if hasattr(module, "spatial_proj"):
+                nn.init.xavier_normal_(module.spatial_proj)
+            if hasattr(module, "tau"):
+                nn.init.ones_(module.tau)
+        elif isinstance(module, AveyBRanker) and module.down_proj is not None:
+            nn.init.xavier_normal_(module.down_proj)
+
+
+class AveyBRanker(nn.Module):
+    """Holds D, the (S, (k+1)S) compression matrix shared by every split (SPEC 2.7)."""
+
+    def __init__(self, config: AveyBConfig):
+        super().__init__()
+        self.down_proj = nn.Parameter(torch.empty(config.split_size, config.window_size)) if config.compression else None
+
+    def forward(self, x: Tensor, mask: Tensor | None, config: AveyBConfig, kernels=None) -> tuple[Tensor, Tensor]:
+        if kernels is not None:
+            return kernels.rank_and_compress(x, mask, self.down_proj, config)
+        return rank_and_compress(x, mask, self.down_proj, config)
+
+
+class AveyBModel(AveyBPreTrainedModel):
+    """The encoder: ids (B, T) -> contextual states (B, T, d). Padded positions come out as zeros."""
+
+    def __init__(self, config: AveyBConfig):
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=None)
+        self.ranker = AveyBRanker(config)
+        self.layers = nn.ModuleList(AveyBLayer(config, kind) for kind in config.layer_kinds())
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed = value
+
+    def unsplit(self, h: Tensor, batch: int, length: int) -> Tensor:
+        """(B·N, R, d) split states -> (B, T, d): keep each split's own S rows, drop split padding."""
+        split_size = self.config.split_size
+        h = h.view(batch, -1, h.shape[-2], h.shape[-1])[:, :, -split_size:]
+        return h.reshape(batch, -1, h.shape[-1])[:, :length]
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput | tuple:
+        config = self.config
+        batch, length = check_inputs(input_ids, attention_mask, inputs_embeds, config.vocab_size)
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        mask = attention_mask.bool() if attention_mask is not None else None
+
+        kernels = _fused_kernels(config, x)
+        h, row_mask = self.ranker(x, mask, config, kernels)
+        all_hidden = [self.unsplit(h, batch, length)] if output_hidden_states else None
+        for layer in self.layers:
+            h = kernels.layer_forward(layer, h, row_mask) if kernels is not None else layer(h, row_mask)
+            if output_hidden_states:
+                all_hidden.append(self.unsplit(h, batch, length))
+
+        out = self.unsplit(h, batch, length)
+        if mask is not None:
+            out = torch.where(mask.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
+        hidden_states = tuple(all_hidden) if output_hidden_states else None
+        if not return_dict:
+            return tuple(v for v in (out, hidden_states) if v is not None)
+        return BaseModelOutput(last_hidden_state=out, hidden_states=hidden_states)
+
+
+def _encode(model: AveyBPreTrainedModel, input_ids, attention_mask, inputs_embeds, output_hidden_states) -> BaseModelOutput:
+    return model.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                       output_hidden_states=output_hidden_states, return_dict=True)
+
+
+def _check_labels(labels: Tensor, num_labels: int, field: str = "labels") -> None:
+    """Class labels must lie in [0, num_labels) or be -100 (ignored)."""
+    if torch.compiler.is_compiling():
+        return
+    bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
+    if bool(bad.any()):
+        raise ValueError(f"{field} must be -100 (ignored) or in [0, {num_labels}); found {labels[bad][:5].tolist()}")
+
+
+class AveyBForMaskedLM(AveyBPreTrainedModel):
+    """logits = H · Eᵀ, tied to the input embedding, no bias, no final norm (SPEC 4).
+
+    With ``config.sparse_prediction`` and ``labels``, logits are computed only at labelled
+    positions (shape (n_labelled, V)), which saves most of the head's memory in pretraining.
+    """
+
+    def __init__(self, config: AveyBConfig):
+        super().__init__(config)
+        self.model = AveyBModel(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed = value
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_hidden_states=None, return_dict=None, **kwargs) -> MaskedLMOutput | tuple:
+        enc = _encode(self, input_ids, attention_mask, inputs_embeds, output_hidden_states)
+        hidden = enc.last_hidden_state
+        if labels is not None:
+            _check_labels(labels, self.config.vocab_size)
+            if labels.shape != hidden.shape[:2]:
+                raise ValueError(f"labels must have shape {tuple(hidden.shape[:2])}, got {tuple(labels.shape)}")
+        if labels is not None and self.config.sparse_prediction:
+            keep = labels != -100
+            hidden, labels = hidden[keep], labels[keep]
+        logits = F.linear(hidden, self.model.embed.weight)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return tuple(v for v in (loss, logits, enc.hidden_states) if v is not None)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+
+
+def _classification_loss(config: AveyBConfig, logits: Tensor, labels: Tensor) -> Tensor:
+    """transformers' convention: regression for 1 label, single- or multi-label otherwise."""
+    num_labels = config.num_labels
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+    if config.problem_type == "single_label_classification":
+        _check_labels(labels, num_labels)
+        return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1), ignore_index=-100)
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+class AveyBForSequenceClassification(AveyBPreTrainedModel):
+    """Mean pool -> Linear(d,2d) GELU Linear(2d,2d) GELU Linear(2d,d) -> Linear(d, n_labels) (SPEC 4)."""
+
+    def __init__(self, config: AveyBConfig):
+        super().__init__(config)
+        width = config.hidden_size
+        self.model = AveyBModel(config)
+        act = ACT_FNS[config.hidden_act]
+        self.dense = nn.Sequential(
+            nn.Linear(width, 2 * width), _Act(act), nn.Linear(2 * width, 2 * width), _Act(act),
+            nn.Linear(2 * width, width),
+        )
+        self.classifier = nn.Linear(width, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_hidden_states=None, return_dict=None, **kwargs) -> SequenceClassifierOutput | tuple:
+        enc = _encode(self, input_ids, attention_mask, inputs_embeds, output_hidden_states)
+        pooled = mean_pool(enc.last_hidden_state, attention_mask)
+        logits = self.classifier(self.dense(pooled))
+        loss = _classification_loss(self.config, logits, labels) if labels is not None else None
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return tuple(v for v in (loss, logits, enc.hidden_states) if v is not None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+
+
+class AveyBForTokenClassification(AveyBPreTrainedModel):
+    """Linear(d,d) -> tanh -> Linear(d, n_labels) on every token (SPEC 4)."""
+
+    def __init__(self, config: AveyBConfig):
+        super().__init__(config)
+        width = config.hidden_size
+        self.model = AveyBModel(config)
+        self.dense = nn.Sequential(nn.Linear(width, width), nn.Tanh())
+        self.classifier = nn.Linear(width, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_hidden_states=None, return_dict=None, **kwargs) -> TokenClassifierOutput | tuple:
+        enc = _encode(self, input_ids, attention_mask, inputs_embeds, output_hidden_states)
+        logits = self.classifier(self.dense(enc.last_hidden_state))
+        loss = None
+        if labels is not None:
+            _check_labels(labels, self.config.num_labels)
+            if attention_mask is not None:  # padded positions never count
+                labels = labels.masked_fill(attention_mask == 0, -100)
+            loss = F.cross_entropy(logits.float().view(-1, self.config.num_labels), labels.view(-1), ignore_index=-100)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return tuple(v for v in (loss, logits, enc.hidden_states) if v is not None)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+
+
+class AveyBForQuestionAnswering(AveyBPreTrainedModel):
+    """The standard extractive-QA head: start/end logits from Linear(d, 2), transformers' loss.
+
+    (The paper's in-span tagging variant is ``AveyBForTokenClassification`` with 2 labels.)
+    """
+
+    def __init__(self, config: AveyBConfig):
+        super().__init__(config)
+        self.model = AveyBModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, start_positions=None, end_positions=None,
+                inputs_embeds=None, output_hidden_states=None, return_dict=None,
+                **kwargs) -> QuestionAnsweringModelOutput | tuple:
+        enc = _encode(self, input_ids, attention_mask, inputs_embeds, output_hidden_states)
+        logits = self.qa_outputs(enc.last_hidden_state)
+        if attention_mask is not None:  # a padded position can never be predicted
+            logits = logits.masked_fill((attention_mask == 0).unsqueeze(-1), torch.finfo(logits.dtype).min)
+        start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # As in transformers: positions outside the input are clamped and ignored.
+            ignored = start_logits.size(1)
+            start = start_positions.view(-1).clamp(0, ignored)
+            end = end_positions.view(-1).clamp(0, ignored)
+            loss = (F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
+                    + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)) / 2
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return tuple(v for v in (loss, start_logits, end_logits, enc.hidden_states) if v is not None)
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=enc.hidden_states)
+
+
+class _Act(nn.Module):
+    """An activation function as a module, so heads keep the official ``dense.{0,2,4}`` indices."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)

@@ -1,0 +1,171 @@
+"""Reading task data: JSON Lines (plain or gzip), BEIR folders, the data directory, splits.
+
+Internal example formats (every task family converts its source rows into these):
+
+* sequence classification: ``{"id", "text", "label"}`` or ``{"id", "text_a", "text_b", "label"}``
+* token classification: ``{"id", "tokens": [str], "tags": [str]}``
+* question answering: ``{"id", "context", "question", "answers": {"text": [...], "answer_start": [...]}}``
+  (empty lists: unanswerable)
+* retrieval: :class:`RetrievalData` (corpus, queries, qrels, training pairs)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+DATA_DIR_ENV = "AVEYB_DATA_DIR"
+
+
+class TaskDataError(ValueError):
+    """Bad task data: the message names the file or task, the row and the field."""
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """``--data-dir`` if given, else ``$AVEYB_DATA_DIR``, else None."""
+    value = data_dir or os.environ.get(DATA_DIR_ENV)
+    return Path(value) if value else None
+
+
+def find_file(folder: Path, stem: str) -> Path | None:
+    """``stem.jsonl`` or ``stem.jsonl.gz`` inside ``folder`` (None if neither exists)."""
+    for suffix in (".jsonl", ".jsonl.gz"):
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def open_text(path: str | os.PathLike):
+    path = str(path)
+    if path.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[dict[str, Any]]:
+    rows = []
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise TaskDataError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise TaskDataError(f"{path}: line {lineno} is not a JSON object")
+            rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+def read_qrels_tsv(path: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """BEIR qrels: ``query-id<TAB>corpus-id<TAB>score`` with a header row."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open_text(path) as f:
+        reader = csv.reader(f, delimiter="\t")
+        for lineno, row in enumerate(reader, 1):
+            if not row:
+                continue
+            if lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid"):
+                continue
+            if len(row) < 3:
+                raise TaskDataError(f"{path}: line {lineno} needs query-id, corpus-id, score; got {row!r}")
+            try:
+                score = int(float(row[2]))
+            except ValueError:
+                raise TaskDataError(f"{path}: line {lineno} field 'score' is not a number: {row[2]!r}") from None
+            qrels.setdefault(row[0], {})[row[1]] = score
+    return qrels
+
+
+def require(row: dict, key: str, kind: type | tuple, where: str) -> Any:
+    """``row[key]`` checked for presence and type, else a TaskDataError naming row and field."""
+    if key not in row:
+        raise TaskDataError(f"{where}: row {row.get('id', row.get('_id', '?'))!r} has no field {key!r}")
+    value = row[key]
+    if not isinstance(value, kind):
+        raise TaskDataError(
+            f"{where}: row {row.get('id', row.get('_id', '?'))!r} field {key!r} should be "
+            f"{getattr(kind, '__name__', kind)}, got {type(value).__name__}"
+        )
+    return value
+
+
+def split_train_validation(rows: list, fraction: float = 0.05, seed: int = 42) -> tuple[list, list]:
+    """The protocol's 95/5 cut (seed 42) of a train split into train / validation."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(rows) * fraction)) if len(rows) > 1 else 0
+    val_idx = set(order[:n_val])
+    return [r for i, r in enumerate(rows) if i not in val_idx], [r for i, r in enumerate(rows) if i in val_idx]
+
+
+def subsample(rows: list, limit: int | None, seed: int = 0) -> list:
+    """The first ``limit`` rows of a seeded shuffle (all rows, in order, when limit is None)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    idx = sorted(random.Random(seed).sample(range(len(rows)), limit))
+    return [rows[i] for i in idx]
+
+
+@dataclass
+class RetrievalData:
+    """BEIR-form retrieval data for one evaluation split plus training pairs."""
+
+    corpus: dict[str, str]                      # doc id -> text (title + text joined)
+    queries: dict[str, str]                     # query id -> text
+    qrels: dict[str, dict[str, int]]            # query id -> {doc id: relevance}
+    train_pairs: list[tuple[str, str]] = field(default_factory=list)  # (query text, positive doc text)
+
+    def check(self, where: str) -> None:
+        for qid in self.queries:
+            if qid not in self.qrels or not any(s > 0 for s in self.qrels[qid].values()):
+                raise TaskDataError(f"{where}: query {qid!r} has no relevant document in the qrels")
+        for qid, docs in self.qrels.items():
+            for did in docs:
+                if did not in self.corpus:
+                    raise TaskDataError(f"{where}: qrels of query {qid!r} name document {did!r} not in the corpus")
+        for did, text in self.corpus.items():
+            if not text.strip():
+                raise TaskDataError(f"{where}: corpus document {did!r} has empty text")
+        for qid, text in self.queries.items():
+            if not text.strip():
+                raise TaskDataError(f"{where}: query {qid!r} has empty text")
+
+
+def beir_doc_text(row: dict) -> str:
+    title = (row.get("title") or "").strip()
+    text = (row.get("text") or "").strip()
+    return f"{title}. {text}" if title and text else (title or text)
+
+
+def read_beir_corpus(rows: Iterable[dict], where: str) -> dict[str, str]:
+    corpus = {}
+    for row in rows:
+        did = row.get("_id")
+        if did is None:
+            raise TaskDataError(f"{where}: corpus row has no field '_id': {str(row)[:80]}")
+        corpus[str(did)] = beir_doc_text(row)
+    return corpus
+
+
+def read_beir_queries(rows: Iterable[dict], where: str) -> dict[str, str]:
+    queries = {}
+    for row in rows:
+        qid = row.get("_id")
+        if qid is None:
+            raise TaskDataError(f"{where}: query row has no field '_id': {str(row)[:80]}")
+        if "text" not in row:
+            raise TaskDataError(f"{where}: query {qid!r} has no field 'text'")
+        queries[str(qid)] = row["text"]
+    return queries
