@@ -35,6 +35,9 @@ def _wrap(tok_object, *, eos: str, pad: str = PAD, mask: str = MASK, extra: dict
     from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
+    # the mask token swallows the space before it (" <mask>" is one token), as in RoBERTa
+    tok_object.add_special_tokens([AddedToken(mask, lstrip=True, rstrip=False, normalized=False, special=True)])
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tok_object,
         eos_token=eos,
