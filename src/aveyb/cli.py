@@ -17,7 +17,7 @@ _STAGES = (
     "aveyb.tasks.cli",       # finetune, sweep, report, quickstart
     "aveyb.baselines.cli",   # params
     "aveyb.bench.cli",       # bench
-    "aveyb.convert_cli",     # convert
+    "aveyb.convert",         # convert
 )
 
 

@@ -10,6 +10,7 @@ are zero, so they add nothing to a compressed split.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # Bound on query-rows × key-rows in one MaxSim chunk (about 256 MB in fp32).
@@ -39,26 +40,32 @@ def cosine_normalize(x: Tensor, eps: float) -> Tensor:
     return x / (x.norm(dim=-1, keepdim=True) + eps)
 
 
-def maxsim_scores(xs: Tensor, ms: Tensor, eps: float) -> Tensor:
+def maxsim_scores(xs: Tensor, ms: Tensor, eps: float, left_only: bool = False) -> Tensor:
     """score[b, i, j] = Σ_{t ∈ X_i} max_{u ∈ X_j} cos(x_t, x_u) over real tokens only.
 
     (B, N, S, d), (B, N, S) -> (B, N, N) in float32 or wider; -inf where split j has no real
-    token. Computed over chunks of query splits so memory stays O(chunk · T).
+    token. Computed over chunks of query splits so memory stays O(chunk · T); with
+    ``left_only`` a chunk is scored only against the splits before it ends (the rest is -inf).
     """
     batch, n_splits, split_size, width = xs.shape
     compute_dtype = torch.promote_types(xs.dtype, torch.float32)
     xn = cosine_normalize(xs.to(compute_dtype), eps)
-    keys = xn.reshape(batch, n_splits * split_size, width)
-    key_pad = ~ms.reshape(batch, 1, 1, n_splits, split_size)
+    padded = not bool(ms.all())
     chunk = max(1, _MAXSIM_CHUNK_ELEMENTS // max(1, batch * split_size * n_splits * split_size))
     scores = []
     for start in range(0, n_splits, chunk):
-        queries = xn[:, start:start + chunk]  # (B, c, S, d)
-        sim = torch.einsum("bcsd,bud->bcsu", queries, keys)
-        sim = sim.view(batch, queries.shape[1], split_size, n_splits, split_size)
-        best = sim.masked_fill(key_pad, float("-inf")).amax(dim=-1)  # (B, c, S, N)
-        query_real = ms[:, start:start + chunk].unsqueeze(-1)
-        scores.append(best.masked_fill(~query_real, 0.0).sum(dim=2))  # (B, c, N)
+        stop = min(start + chunk, n_splits)
+        n_keys = stop if left_only else n_splits
+        queries = xn[:, start:stop]  # (B, c, S, d)
+        keys = xn[:, :n_keys].reshape(batch, n_keys * split_size, width)
+        sim = torch.einsum("bcsd,bud->bcsu", queries, keys).view(batch, stop - start, split_size, n_keys, split_size)
+        if padded:
+            sim = sim.masked_fill(~ms[:, :n_keys].reshape(batch, 1, 1, n_keys, split_size), float("-inf"))
+        best = sim.amax(dim=-1)  # (B, c, S, n_keys)
+        if padded:
+            best = best.masked_fill(~ms[:, start:stop].unsqueeze(-1), 0.0)
+        chunk_scores = best.sum(dim=2)  # (B, c, n_keys)
+        scores.append(F.pad(chunk_scores, (0, n_splits - n_keys), value=float("-inf")))
     return torch.cat(scores, dim=1)
 
 
@@ -163,7 +170,7 @@ def rank_and_compress(x: Tensor, mask: Tensor | None, down_proj: Tensor | None, 
         weights = torch.zeros(batch, n_splits, 0, dtype=x.dtype, device=x.device)
         valid = torch.zeros(batch, n_splits, 0, dtype=torch.bool, device=x.device)
     else:
-        scores = maxsim_scores(xs, ms, config.eps)
+        scores = maxsim_scores(xs, ms, config.eps, left_only=config.ranker_direction == "left")
         candidates = candidate_mask(ms.any(dim=-1), config.ranker_direction)
         idx, valid, sel_scores = select_top_splits(scores, candidates, k)
         weights = split_weights(sel_scores, valid, config.split_weighting, config.eps)
