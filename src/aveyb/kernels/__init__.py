@@ -1,0 +1,67 @@
+"""Fused Triton kernels for Avey-B (issue 6): the ranker and the contextualization layers.
+
+The plain PyTorch modules in :mod:`aveyb.model` are the reference and the CPU default. On a CUDA
+device, with ``config.kernel_backend`` "auto" or "triton", the model calls the three functions
+below instead; each returns what its reference returns:
+
+* :func:`supports` -- whether these kernels cover ``config`` on ``device`` (else the reference runs);
+* :func:`rank_and_compress` -- matches :func:`aveyb.model.ranker.rank_and_compress`;
+* :func:`layer_forward` -- matches ``AveyBLayer.forward``.
+
+Triton is imported lazily, on the first call of the last two, so that ``import aveyb.kernels``
+works on machines without Triton (CI); there :func:`supports` is False. Every kernel sits beside
+a docstring naming the reference function it must match (``ranker.py``, ``layers.py``);
+``docs/kernels.md`` describes the design and the measured speed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+__all__ = ["available", "supports", "rank_and_compress", "layer_forward", "unsupported_reason"]
+
+# Largest split size the one-tile-per-split kernels hold in registers (an S x S tile row block).
+MAX_SPLIT_SIZE = 512
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+
+
+def available() -> bool:
+    """True when Triton can be imported (it is never imported here)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def unsupported_reason(config, device) -> str | None:
+    """Why the fused path does not cover ``config`` on ``device``; None when it does."""
+    device_type = getattr(device, "type", str(device))
+    if device_type != "cuda":
+        return f"the kernels run on CUDA only (device {device_type!r})"
+    if not available():
+        return "triton is not installed"
+    if not getattr(config, "compression", True):
+        return "compression=False (layers on the whole (k+1)S window) is not fused"
+    if config.split_size > MAX_SPLIT_SIZE or config.split_size < 1:
+        return f"split_size={config.split_size} is outside 1..{MAX_SPLIT_SIZE}"
+    if config.hidden_act not in SUPPORTED_ACTIVATIONS:
+        return f"hidden_act={config.hidden_act!r} is not fused"
+    if config.hidden_size < 16:
+        return "hidden_size < 16 is below the smallest tensor-core tile"
+    return None
+
+
+def supports(config, device) -> bool:
+    """True when :func:`rank_and_compress` and :func:`layer_forward` cover ``config`` on ``device``."""
+    return unsupported_reason(config, device) is None
+
+
+def rank_and_compress(x, mask, down_proj, config):
+    """Fused ranker; same contract as :func:`aveyb.model.ranker.rank_and_compress`."""
+    from aveyb.kernels import ranker  # noqa: PLC0415 (imports triton)
+
+    return ranker.rank_and_compress(x, mask, down_proj, config)
+
+
+def layer_forward(layer, x, mask):
+    """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d), (M, S) bool or None -> (M, S, d)."""
+    from aveyb.kernels import layers  # noqa: PLC0415 (imports triton)
+
+    return layers.layer_forward(layer, x, mask)

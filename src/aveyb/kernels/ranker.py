@@ -1,0 +1,238 @@
+"""Triton ranker (SPEC.md section 2): tiled MaxSim and fused compression.
+
+Matches :func:`aveyb.model.ranker.rank_and_compress`. Pieces:
+
+* ``_maxsim_kernel`` -- :func:`aveyb.model.ranker.maxsim_scores`. One program per (batch, query
+  split i, candidate split j): it streams the two S x d splits through shared memory in d-chunks,
+  keeps one (BLOCK_T x S) block of cosines in registers, takes the row max over real keys and sums
+  over real queries. No T x T (nor S x T) matrix ever reaches device memory. Only candidate pairs
+  are computed (j < i for ``direction="left"``, j != i for "both"); other entries are -inf, which
+  is what the selection needs (the reference computes them and then masks them).
+* top-k and weighting run on the small (B, N, N) score matrix with the reference functions
+  :func:`~aveyb.model.ranker.select_top_splits` and :func:`~aveyb.model.ranker.split_weights`
+  (k <= a few; O(B N^2) bytes, negligible next to MaxSim's O(B N^2 S^2 d) work).
+* ``_compress_kernel`` -- :func:`aveyb.model.ranker.compress`. H_i = sum_slot w_slot D_slot X_{j_slot}
+  + D_last X_i + X_i as a grouped GEMM whose B operand is fetched by split index: the
+  (B, N, (k+1)S, d) window is never built.
+
+Backward: MaxSim's gradient reaches the embeddings only through the k selected pairs per split
+(the weights), so :class:`_MaxSim` recomputes just those pairs' cosines in PyTorch and
+differentiates them; :class:`_Compress` recomputes the reference ``compress`` under autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from aveyb.model import ranker as ref
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32 inputs: 3xTF32 (about fp32 accuracy, so the selection matches the fp32 reference);
+    # bf16/fp16 inputs use the tensor cores' native path and the flag is ignored.
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+@triton.jit
+def _maxsim_kernel(
+    xn_ptr, mask_ptr, out_ptr,
+    N, S, D,
+    HAS_MASK: tl.constexpr, LEFT: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
+):
+    """score[b, i, j] = sum_{real t in X_i} max_{real u in X_j} xn_t . xn_u  (xn: cosine-normalised)."""
+    j = tl.program_id(0)
+    i = tl.program_id(1)
+    b = tl.program_id(2)
+    if LEFT:
+        skip = j >= i
+    else:
+        skip = j == i
+    if not skip:
+        base_i = (b * N + i).to(tl.int64) * S
+        base_j = (b * N + j).to(tl.int64) * S
+        keys = tl.arange(0, BLOCK_S)
+        key_ok = keys < S
+        if HAS_MASK:
+            key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
+        n_key = tl.sum(key_ok.to(tl.int32), axis=0)
+        if n_key > 0:
+            total = 0.0
+            dd = tl.arange(0, BLOCK_D)
+            for t0 in range(0, S, BLOCK_T):
+                rows = t0 + tl.arange(0, BLOCK_T)
+                row_ok = rows < S
+                if HAS_MASK:
+                    row_ok = row_ok & (tl.load(mask_ptr + base_i + rows, mask=rows < S, other=0) != 0)
+                acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
+                for d0 in range(0, D, BLOCK_D):
+                    d_ok = (d0 + dd) < D
+                    q = tl.load(xn_ptr + (base_i + rows)[:, None] * D + (d0 + dd)[None, :],
+                                mask=(rows < S)[:, None] & d_ok[None, :], other=0.0)
+                    k = tl.load(xn_ptr + (base_j + keys)[:, None] * D + (d0 + dd)[None, :],
+                                mask=(keys < S)[:, None] & d_ok[None, :], other=0.0)
+                    acc = tl.dot(q, tl.trans(k), acc, input_precision=PREC)
+                acc = tl.where(key_ok[None, :], acc, float("-inf"))
+                best = tl.max(acc, axis=1)
+                total += tl.sum(tl.where(row_ok, best, 0.0), axis=0)
+            tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total)
+
+
+def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor, eps: float, direction: str = "left") -> torch.Tensor:
+    """Triton :func:`aveyb.model.ranker.maxsim_scores` over candidate pairs only; others are -inf.
+
+    (B, N, S, d) zero-padded splits, (B, N, S) bool -> (B, N, N) float32.
+    """
+    batch, n_splits, split_size, width = xs.shape
+    xn = ref.cosine_normalize(xs.float(), eps)
+    if xs.dtype != torch.float32:
+        xn = xn.to(xs.dtype)
+    xn = xn.contiguous()
+    out = torch.full((batch, n_splits, n_splits), float("-inf"), device=xs.device, dtype=torch.float32)
+    if n_splits < 2 or batch == 0:
+        return out
+    has_mask = not bool(ms.all())
+    mask_u8 = ms.contiguous().view(torch.uint8)
+    block_s = max(16, triton.next_power_of_2(split_size))
+    block_t = 64 if block_s <= 256 else 32
+    block_t = min(block_t, block_s)
+    grid = (n_splits, n_splits, batch)
+    _maxsim_kernel[grid](
+        xn, mask_u8, out, n_splits, split_size, width,
+        HAS_MASK=has_mask, LEFT=(direction == "left"),
+        BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=64 if xs.dtype != torch.float32 else 32,
+        PREC=_dot_precision(xs.dtype), num_warps=8, num_stages=2,
+    )
+    return out
+
+
+class _MaxSim(torch.autograd.Function):
+    """Triton forward; backward recomputes only the pairs that received a gradient (the selected ones)."""
+
+    @staticmethod
+    def forward(ctx, xs, ms, eps, direction):
+        ctx.save_for_backward(xs, ms)
+        ctx.eps = eps
+        return maxsim_scores(xs, ms, eps, direction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xs, ms = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        pairs = (grad != 0).nonzero(as_tuple=True)
+        b, i, j = pairs
+        if b.numel() == 0:
+            return torch.zeros_like(xs), None, None, None
+        with torch.enable_grad():
+            x = xs.detach().requires_grad_(True)
+            xn = ref.cosine_normalize(x.float(), ctx.eps)
+            sim = torch.bmm(xn[b, i], xn[b, j].transpose(1, 2))  # (P, S, S)
+            sim = sim.masked_fill(~ms[b, j][:, None, :], float("-inf"))
+            best = sim.amax(dim=-1).masked_fill(~ms[b, i], 0.0)
+            score = best.sum(dim=-1)
+            (gx,) = torch.autograd.grad(score, x, grad[b, i, j].to(score.dtype))
+        return gx, None, None, None
+
+
+@triton.jit
+def _compress_kernel(
+    xs_ptr, idx_ptr, w_ptr, d_ptr, out_ptr,
+    N, S, D,
+    K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """out_i = sum_{s<K} w_s D[:, sS:(s+1)S] X_{idx_s} + D[:, KS:(K+1)S] X_i + X_i."""
+    bn = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    pid_n = tl.program_id(2)
+    b = bn // N
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    kk = tl.arange(0, BLOCK_K)
+    row_ok = rows < S
+    col_ok = cols < D
+    ld = (K + 1) * S
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for slot in tl.static_range(K + 1):
+        if slot < K:
+            src = b * N + tl.load(idx_ptr + bn * K + slot)
+            weight = tl.load(w_ptr + bn * K + slot).to(tl.float32)
+        else:
+            src = bn
+            weight = 1.0
+        base = src.to(tl.int64) * S * D
+        part = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, S, BLOCK_K):
+            k_ok = (k0 + kk) < S
+            a = tl.load(d_ptr + rows[:, None] * ld + slot * S + (k0 + kk)[None, :],
+                        mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            x = tl.load(xs_ptr + base + (k0 + kk)[:, None] * D + cols[None, :],
+                        mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            part = tl.dot(a, x, part, input_precision=PREC)
+        acc += weight * part
+    own = bn.to(tl.int64) * S * D
+    acc += tl.load(xs_ptr + own + rows[:, None] * D + cols[None, :],
+                   mask=row_ok[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
+    tl.store(out_ptr + own + rows[:, None] * D + cols[None, :], acc.to(out_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & col_ok[None, :])
+
+
+def compress(xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, down_proj: torch.Tensor) -> torch.Tensor:
+    """Triton :func:`aveyb.model.ranker.compress`: (B, N, S, d) -> (B, N, S, d), no window built."""
+    batch, n_splits, split_size, width = xs.shape
+    k = idx.shape[-1]
+    xs = xs.contiguous()
+    dp = down_proj.to(xs.dtype).contiguous()
+    out = torch.empty_like(xs)
+    block_m, block_n, block_k = 64, 128, 64 if xs.dtype != torch.float32 else 32
+    grid = (batch * n_splits, triton.cdiv(split_size, block_m), triton.cdiv(width, block_n))
+    _compress_kernel[grid](
+        xs, idx.contiguous(), weights.float().contiguous(), dp, out, n_splits, split_size, width,
+        K=k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PREC=_dot_precision(xs.dtype),
+        num_warps=4, num_stages=3,
+    )
+    return out
+
+
+class _Compress(torch.autograd.Function):
+    """Triton forward; backward differentiates the reference ``compress`` (recomputed)."""
+
+    @staticmethod
+    def forward(ctx, xs, idx, weights, down_proj):
+        ctx.save_for_backward(xs, idx, weights, down_proj)
+        return compress(xs, idx, weights, down_proj)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xs, idx, weights, down_proj = ctx.saved_tensors
+        with torch.enable_grad():
+            inputs = [t.detach().requires_grad_(need) for t, need in
+                      zip((xs, weights, down_proj), (ctx.needs_input_grad[0], ctx.needs_input_grad[2],
+                                                     ctx.needs_input_grad[3]))]
+            out = ref.compress(inputs[0], idx, inputs[1], inputs[2])
+            wanted = [t for t in inputs if t.requires_grad]
+            grads = iter(torch.autograd.grad(out, wanted, grad)) if wanted else iter(())
+        gx, gw, gd = (next(grads) if t.requires_grad else None for t in inputs)
+        return gx, None, gw, gd
+
+
+def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: torch.Tensor, config):
+    """Fused :func:`aveyb.model.ranker.rank_and_compress` (compression on): (B·N, S, d), (B·N, S)."""
+    if not config.compression:
+        raise ValueError("the fused ranker needs compression=True (kernels.supports says so)")
+    xs, ms = ref.split_sequence(x, mask, config.split_size)
+    batch, n_splits, split_size, width = xs.shape
+    k = config.top_k
+    if k == 0:
+        idx = torch.zeros(batch, n_splits, 0, dtype=torch.long, device=x.device)
+        weights = torch.zeros(batch, n_splits, 0, dtype=torch.float32, device=x.device)
+    else:
+        scores = _MaxSim.apply(xs, ms, config.eps, config.ranker_direction)
+        candidates = ref.candidate_mask(ms.any(dim=-1), config.ranker_direction)
+        idx, valid, sel_scores = ref.select_top_splits(scores, candidates, k)
+        weights = ref.split_weights(sel_scores, valid, config.split_weighting, config.eps)
+    h = _Compress.apply(xs, idx, weights, down_proj)
+    return h.reshape(batch * n_splits, split_size, width), ms.reshape(batch * n_splits, split_size)
