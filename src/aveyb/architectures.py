@@ -1,14 +1,43 @@
-"""One entry point to build any masked-LM architecture of this package by name.
+"""One entry point to build any architecture of this package by name.
 
-``aveyb pretrain --arch`` and the benchmarks go through :func:`build_masked_lm`, so every
-architecture is trained and measured the same way. The baselines module extends
-``ARCHITECTURES``.
+``aveyb pretrain --arch``, the fine-tuning harness and the benchmarks go through
+:func:`build_masked_lm` / :func:`build_model`, so every architecture is trained and measured
+the same way. Sizes: ``tiny``, ``mini``, ``base`` are Avey-B's presets; each baseline's preset
+of the same name has Avey-B's width and context and a depth chosen to match its
+non-embedding parameter count (see ``docs/baselines.md``).
 """
 
 from __future__ import annotations
 
 ARCHITECTURES = ("avey-b", "bert", "roberta", "modernbert", "neobert")
 SIZE_PRESETS = ("tiny", "mini", "base")
+HEADS = ("base", "masked_lm", "sequence_classification", "token_classification", "question_answering")
+
+_AUTO_CLASSES = {
+    "base": "AutoModel",
+    "masked_lm": "AutoModelForMaskedLM",
+    "sequence_classification": "AutoModelForSequenceClassification",
+    "token_classification": "AutoModelForTokenClassification",
+    "question_answering": "AutoModelForQuestionAnswering",
+}
+
+
+def register_all() -> None:
+    """Make the Auto classes know Avey-B (``import aveyb``) and NeoBERT."""
+    import aveyb  # noqa: F401  registers Avey-B once its model lands
+    from aveyb.baselines.neobert import register
+
+    register()
+
+
+def auto_class(head: str):
+    """The transformers Auto class of a head name (``masked_lm``, ``sequence_classification``, …)."""
+    if head not in _AUTO_CLASSES:
+        raise ValueError(f"unknown head {head!r}; choose one of {list(HEADS)}")
+    import transformers
+
+    register_all()
+    return getattr(transformers, _AUTO_CLASSES[head])
 
 
 def build_config(arch: str, preset: str, vocab_size: int, **overrides):
@@ -26,9 +55,15 @@ def build_config(arch: str, preset: str, vocab_size: int, **overrides):
     return baseline_config(arch, preset, vocab_size=vocab_size, **overrides)
 
 
+def build_model(arch: str, preset: str, vocab_size: int, head: str = "masked_lm", **overrides):
+    """A freshly initialised model of ``arch`` with ``head`` (``AutoModelFor….from_config``).
+
+    Config fields go in ``overrides`` (e.g. ``num_labels=3``, ``pad_token_id=…``).
+    """
+    auto = auto_class(head)
+    return auto.from_config(build_config(arch, preset, vocab_size, **overrides))
+
+
 def build_masked_lm(arch: str, preset: str, vocab_size: int, **overrides):
     """A freshly initialised masked-LM model (``AutoModelForMaskedLM.from_config``)."""
-    import aveyb  # noqa: F401  registers the Auto classes
-    from transformers import AutoModelForMaskedLM
-
-    return AutoModelForMaskedLM.from_config(build_config(arch, preset, vocab_size, **overrides))
+    return build_model(arch, preset, vocab_size, head="masked_lm", **overrides)
