@@ -42,9 +42,11 @@ def _act(name: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown activation {name!r}")
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor, eps: float) -> float:
-    """SPEC 2.2: a·b / ((|a|+eps)(|b|+eps))."""
-    return float(torch.dot(a, b) / ((torch.linalg.norm(a) + eps) * (torch.linalg.norm(b) + eps)))
+def _cosines(a: torch.Tensor, b: torch.Tensor, eps: float) -> list[list[float]]:
+    """cos(a_t, b_u) = a_t·b_u / ((|a_t|+eps)(|b_u|+eps)) for every row pair (SPEC 2.2)."""
+    na = torch.linalg.norm(a, dim=1, keepdim=True) + eps
+    nb = torch.linalg.norm(b, dim=1, keepdim=True) + eps
+    return ((a @ b.T) / (na * nb.T)).tolist()
 
 
 def naive_layer_kinds(arrangement: str, n_layers: int) -> list[str]:
@@ -89,15 +91,16 @@ def naive_scores(splits: list[torch.Tensor], real: list[list[bool]], eps: float)
     score = [[0.0] * n for _ in range(n)]
     for i in range(n):
         for j in range(n):
+            cos = _cosines(splits[i], splits[j], eps)
             total = 0.0
-            for t in range(splits[i].shape[0]):
+            for t in range(len(cos)):
                 if not real[i][t]:
                     continue
                 best = -math.inf
-                for u in range(splits[j].shape[0]):
+                for u in range(len(cos[t])):
                     if real[j][u]:
-                        best = max(best, _cos(splits[i][t], splits[j][u], eps))
-                total += best  # -inf never added: callers only use j with a real token
+                        best = max(best, cos[t][u])
+                total += best  # -inf never kept: callers only use j with a real token
             score[i][j] = total
     return score
 
@@ -154,37 +157,26 @@ def naive_window(i, splits, real, selected, config) -> tuple[torch.Tensor, list[
 
 # ---- contextualization layers (SPEC 3) ---------------------------------------------------
 def naive_rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    out = torch.empty_like(x)
-    for t in range(x.shape[0]):
-        out[t] = x[t] / torch.sqrt((x[t] ** 2).mean() + eps) * weight
-    return out
+    """Row-wise: x * rsqrt(mean(x^2) + eps) * weight."""
+    return x / torch.sqrt((x**2).mean(dim=1, keepdim=True) + eps) * weight
 
 
-def _normalise_rows(A: torch.Tensor, pad: list[bool], norm: str, tau, eps: float) -> torch.Tensor:
-    """norm(A) row by row. Padded columns of A are already 0 (their U, hence Û, is 0)."""
-    R = A.shape[0]
-    out = torch.zeros_like(A)
-    for t in range(R):
-        row = A[t]
-        if norm == "sum":
-            out[t] = row / max(float(row.abs().sum()), eps)
-        elif norm == "signed_sum":
-            out[t] = row / (float(row.sum()) + eps)
-        elif norm == "none":
-            out[t] = row
-        elif norm == "softmax":
-            logits = row / tau
-            keep = [s for s in range(R) if not pad[s]]
-            if not keep:
-                continue
-            top = max(float(logits[s]) for s in keep)
-            e = {s: math.exp(float(logits[s]) - top) for s in keep}
-            z = sum(e.values())
-            for s in keep:
-                out[t, s] = e[s] / z
-        else:
-            raise ValueError(norm)
-    return out
+def _normalise_rows(A: torch.Tensor, pad: list[bool], norm: str, tau: float, eps: float) -> torch.Tensor:
+    """norm(A) of SPEC 3, row-wise. Padded columns of A are already 0 (their U, hence Û, is 0)."""
+    if norm == "sum":  # A[t, :] / max(sum_j |A[t, j]|, eps)
+        return A / A.abs().sum(dim=1, keepdim=True).clamp_min(eps)
+    if norm == "signed_sum":  # A[t, :] / (sum_j A[t, j] + eps)
+        return A / (A.sum(dim=1, keepdim=True) + eps)
+    if norm == "none":
+        return A
+    if norm == "softmax":  # softmax of A[t, :] / tau over the non-padded columns only
+        is_pad = torch.tensor(pad)
+        if bool(is_pad.all()):
+            return torch.zeros_like(A)
+        logits = (A / tau).masked_fill(is_pad[None, :], -math.inf)
+        e = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
+        return e / e.sum(dim=1, keepdim=True)
+    raise ValueError(f"unknown dynamic norm {norm!r}")
 
 
 def naive_mix(kind: str, U: torch.Tensor, pad: list[bool], P, tau, config) -> torch.Tensor:
@@ -195,9 +187,7 @@ def naive_mix(kind: str, U: torch.Tensor, pad: list[bool], P, tau, config) -> to
             U[t] = 0.0
     if kind == "static":
         return P @ U
-    Uhat = torch.zeros_like(U)
-    for t in range(U.shape[0]):
-        Uhat[t] = U[t] / max(float(torch.linalg.norm(U[t])), eps)
+    Uhat = U / torch.linalg.norm(U, dim=1, keepdim=True).clamp_min(eps)  # row-wise
     A = Uhat @ Uhat.T
     if kind == "coupled":
         A = P * A
