@@ -41,7 +41,7 @@ def build_on_meta(arch: str, preset: str, vocab_size: int, **overrides) -> nn.Mo
 
 
 def aveyb_counts_from_formula(preset: str, vocab_size: int) -> dict[str, int]:
-    """Avey-B's counts from SPEC.md, for when its model class is not importable.
+    """Avey-B's counts from SPEC.md (a cross-check of the built model in the tests).
 
     Per layer: enricher d·4d+4d, fuser 3d·d+d, RMSNorm d, alpha 1, plus P (S×S) in static
     layers; once: D (S×(k+1)S) and the tied embedding V×d.
@@ -60,30 +60,7 @@ def aveyb_counts_from_formula(preset: str, vocab_size: int) -> dict[str, int]:
 
 
 def parameter_table(preset: str, vocab_size: int = 50368) -> dict[str, dict[str, int]]:
-    """Counts of all five architectures at ``preset``, from the models themselves.
-
-    Avey-B falls back to :func:`aveyb_counts_from_formula` only while its model class is not
-    registered with the Auto classes.
-    """
+    """Counts of all five architectures at ``preset``, from the models themselves."""
     from aveyb.architectures import ARCHITECTURES
 
-    table = {}
-    for arch in ARCHITECTURES:
-        try:
-            table[arch] = count_parameters(build_on_meta(arch, preset, vocab_size))
-        except (ValueError, KeyError):
-            if arch != "avey-b":
-                raise
-            table[arch] = aveyb_counts_from_formula(preset, vocab_size)
-    return table
-
-
-def format_table(table: dict[str, dict[str, int]], reference: str = "avey-b") -> str:
-    lines = [f"{'architecture':<12} {'total':>14} {'embedding':>14} {'non-embedding':>14} {'vs ' + reference:>10}"]
-    ref = table.get(reference, {}).get("non_embedding")
-    for arch, counts in table.items():
-        ratio = f"{100 * (counts['non_embedding'] / ref - 1):+.1f}%" if ref else "-"
-        lines.append(
-            f"{arch:<12} {counts['total']:>14,} {counts['embedding']:>14,} {counts['non_embedding']:>14,} {ratio:>10}"
-        )
-    return "\n".join(lines)
+    return {arch: count_parameters(build_on_meta(arch, preset, vocab_size)) for arch in ARCHITECTURES}

@@ -31,9 +31,13 @@ from aveyb.baselines.neobert.configuration_neobert import NeoBERTConfig
 # ---- rotary positions ---------------------------------------------------------------------
 
 
-def rotary_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of ``position · theta^(-2i/head_dim)``, shape ``positions.shape + (head_dim/2,)``."""
-    dtype = torch.float64 if positions.dtype == torch.float64 else torch.float32
+def rotary_angles(
+    positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of ``position · theta^(-2i/head_dim)``, shape ``positions.shape + (head_dim/2,)``.
+
+    Computed in float32 (float64 for a float64 model) whatever the model's dtype.
+    """
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=dtype) / head_dim)
     angles = positions.to(dtype)[..., None] * inv_freq
     return angles.cos(), angles.sin()
@@ -154,7 +158,8 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
         batch, length, _ = x.shape
         if position_ids is None:
             position_ids = torch.arange(length, device=x.device)[None]
-        cos, sin = rotary_angles(position_ids, self.config.head_dim, self.config.rope_theta)
+        angle_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        cos, sin = rotary_angles(position_ids, self.config.head_dim, self.config.rope_theta, angle_dtype)
         # (B, 1, 1, T) boolean: True where the key is a real token.
         key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         output_hidden_states = (
