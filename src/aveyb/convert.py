@@ -54,13 +54,13 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict]:
 
 def _strip_encoder_prefix(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Split into encoder tensors (prefix removed) and head tensors (``dense.*``, ``classifier.*``...)."""
+    state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}  # torch.compile's wrapper
     embed_keys = [k for k in state if k == "embed.weight" or k.endswith(".embed.weight")]
     if len(embed_keys) != 1:
         raise ValueError(f"expected exactly one '*embed.weight' tensor, found {embed_keys or 'none'}")
     prefix = embed_keys[0][: -len("embed.weight")]
     encoder, head = {}, {}
     for key, value in state.items():
-        key = key.replace("_orig_mod.", "")  # torch.compile wrapper
         if key.startswith(prefix) and (key[len(prefix):].split(".")[0] in ("embed", "ranker", "layers")):
             encoder[key[len(prefix):]] = value
         else:

@@ -138,6 +138,13 @@ class AveyBConfig(PretrainedConfig):
             if value is not None and not (0 <= value < self.vocab_size):
                 raise ValueError(f"AveyBConfig.{name}={value} is outside the vocabulary [0, {self.vocab_size})")
 
+    def _get_generation_parameters(self) -> dict:
+        # ``top_k`` here is the ranker's k (SPEC notation), not a sampling setting: transformers
+        # would otherwise refuse to save the config.
+        params = super()._get_generation_parameters()
+        params.pop("top_k", None)
+        return params
+
     # ---- derived sizes -------------------------------------------------------------
     @property
     def window_size(self) -> int:
