@@ -1,0 +1,132 @@
+"""``aveyb bench``: throughput, latency and peak memory of Avey-B and the baselines.
+
+Examples::
+
+    aveyb bench                                   # the full sweep of issue 6 (needs a GPU)
+    aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
+    aveyb bench --report results/bench/h100.jsonl # tables and plots from existing records
+
+Every measurement is appended to ``--out`` (JSON lines) as soon as it is taken; a markdown table
+(``.md``) and plots (``_<mode>_b<batch>.png``) are written beside it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_MODELS = "avey-b,bert,roberta,modernbert,neobert"
+DEFAULT_IMPLS = "fused,reference,official-style,sdpa,flash"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="throughput / latency / memory benchmark (GPU)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=DEFAULT_MODELS, help=f"comma list (default {DEFAULT_MODELS})")
+    p.add_argument("--impls", default=DEFAULT_IMPLS,
+                   help="comma list; Avey-B: fused, reference, official-style; baselines: sdpa, flash, eager")
+    p.add_argument("--modes", default="inference,train", help="inference, train, ranker (Avey-B's ranker alone)")
+    p.add_argument("--lengths", default="128,512,2048,8192,32768,65536,98304,131072", help="inference lengths")
+    p.add_argument("--batch", type=int, default=8, help="inference batch (default 8)")
+    p.add_argument("--train-lengths", default="512,2048")
+    p.add_argument("--train-batch", type=int, default=16)
+    p.add_argument("--baseline-max-len", type=int, default=32768,
+                   help="longest input given to the quadratic-attention baselines (default 32768)")
+    p.add_argument("--reference-max-len", type=int, default=32768,
+                   help="longest input given to the plain-PyTorch Avey-B reference (default 32768)")
+    p.add_argument("--preset", default="base")
+    p.add_argument("--vocab-size", type=int, default=50368)
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--min-time", type=float, default=1.0, help="keep timing until this many seconds (or --repeats)")
+    p.add_argument("--time-budget", type=float, default=None, help="skip measurements after this many seconds")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default="results/bench/bench.jsonl")
+    p.add_argument("--report", nargs="*", default=None, metavar="JSONL",
+                   help="only write the table and plots of these record files")
+    p.set_defaults(func=run)
+
+
+def _plan(args) -> list[tuple[str, str, str, int, list[int]]]:
+    from aveyb.bench.runner import AVEY_IMPLS, BASELINE_IMPLS
+
+    plan = []
+    impls = _names(args.impls)
+    for mode in _names(args.modes):
+        lengths = _ints(args.train_lengths) if mode == "train" else _ints(args.lengths)
+        batch = args.train_batch if mode == "train" else args.batch
+        for model in _names(args.models):
+            allowed = AVEY_IMPLS if model == "avey-b" else BASELINE_IMPLS
+            if mode == "ranker" and model != "avey-b":
+                continue
+            for impl in impls:
+                if impl not in allowed:
+                    continue
+                cap = None
+                if model != "avey-b":
+                    cap = args.baseline_max_len
+                elif impl == "reference":
+                    cap = args.reference_max_len
+                todo = [n for n in lengths if cap is None or n <= cap]
+                if todo:
+                    plan.append((model, impl, mode, batch, todo))
+    return plan
+
+
+def _write_report(records: list[dict], out: Path) -> None:
+    from aveyb.bench.report import markdown_table, plot
+
+    out.with_suffix(".md").write_text(markdown_table(records) + "\n")
+    try:
+        plot(records, out)
+    except ImportError as err:  # matplotlib is optional (the eval extra)
+        print(f"no plots: {err}", file=sys.stderr)
+
+
+def run(args) -> int:
+    import torch
+
+    from aveyb.bench.report import load_records, markdown_table
+    from aveyb.bench.runner import Bench, format_rate
+
+    out = Path(args.out)
+    if args.report is not None:
+        records = load_records(args.report or [out])
+        _write_report(records, out)
+        print(markdown_table(records))
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    bench = Bench(preset=args.preset, vocab_size=args.vocab_size, device=args.device, warmup=args.warmup,
+                  repeats=args.repeats, min_time=args.min_time, dtype=dtype)
+    deadline = time.monotonic() + args.time_budget if args.time_budget else None
+    command = "aveyb bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "aveyb bench"
+    records, failed = [], False
+    with out.open("a") as sink:
+        for model, impl, mode, batch, lengths in _plan(args):
+            for rec in bench.run(model, impl, mode, batch, lengths, deadline):
+                row = rec.as_dict()
+                row["command"] = command
+                records.append(row)
+                sink.write(json.dumps(row) + "\n")
+                sink.flush()
+                failed |= rec.status == "error"
+                print(f"{model:10s} {impl:15s} {mode:9s} b={batch:<3d} T={rec.seq_len:<7d} {rec.status:7s} "
+                      f"{format_rate(rec.tokens_per_s):>9s} tok/s  "
+                      f"{(rec.latency_ms or float('nan')):9.2f} ms  {(rec.peak_mem_gb or float('nan')):6.2f} GB "
+                      f"{rec.note[:80]}", flush=True)
+    _write_report(load_records([out]), out)
+    print(markdown_table(records))
+    return 1 if failed else 0

@@ -1,0 +1,46 @@
+"""Where the time of one Avey-B forward goes: ``python -m aveyb.bench.profile [--impl fused] [--length 2048]``.
+
+Runs the encoder a few times under ``torch.profiler`` and prints the CUDA kernels sorted by total
+time; the numbers guide the kernel work recorded in ``docs/kernels.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--impl", default="fused")
+    p.add_argument("--length", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--mode", default="inference", choices=("inference", "train"))
+    p.add_argument("--rows", type=int, default=18)
+    args = p.parse_args(argv)
+    from aveyb.bench.runner import Bench, Measurement
+
+    bench = Bench(repeats=1, warmup=2)
+    from aveyb.bench.runner import build_model
+
+    weights = torch.float32 if args.mode == "train" else torch.bfloat16
+    module = build_model("avey-b", args.impl, "base", 50368, bench.device, weights, args.length)
+    opt = torch.optim.AdamW(module.parameters(), fused=True) if args.mode == "train" else None
+    rec = Measurement("avey-b", args.impl, args.mode, args.batch, args.length)
+    fn = bench._step(rec, module, opt)
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+    print(f"== {args.impl} {args.mode} batch {args.batch} length {args.length}: per 3 calls")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    main()

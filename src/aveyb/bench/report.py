@@ -1,0 +1,129 @@
+"""Markdown tables and plots from ``results/bench/*.jsonl`` records."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+# What issue 6 quotes for the authors' implementation and ModernBERT on one H100 (bf16, batch 8,
+# inference, tokens/s; batch 16 for training). Used only to print ratios beside our own numbers.
+ISSUE_QUOTED = {
+    ("official", "inference", 2048): 0.92e6, ("official", "inference", 8192): 0.94e6,
+    ("official", "inference", 32768): 0.69e6, ("official", "inference", 65536): 0.48e6,
+    ("official", "inference", 98304): 0.38e6,
+    ("modernbert-sdpa-compiled", "inference", 2048): 0.73e6,
+    ("modernbert-sdpa-compiled", "inference", 8192): 0.30e6,
+    ("modernbert-sdpa-compiled", "inference", 32768): 0.084e6,
+    ("bert-sdpa", "inference", 2048): 1.24e6,
+    ("official", "train", 2048): 292e3, ("official", "train", 512): 204e3,
+}
+
+
+def load_records(paths) -> list[dict]:
+    records = []
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                records.append(json.loads(line))
+    return records
+
+
+def _cell(rec: dict | None) -> str:
+    if rec is None:
+        return ""
+    if rec.get("status", "ok") != "ok":
+        return rec["status"].upper()
+    return f"{rec['tokens_per_s'] / 1e6:.3f}M / {rec['latency_ms']:.1f} ms / {rec['peak_mem_gb']:.1f} GB"
+
+
+def markdown_table(records: list[dict]) -> str:
+    """One table per (mode, batch): rows = model/impl, columns = length; cells = tok/s / latency / peak."""
+    out = []
+    groups = defaultdict(list)
+    for rec in records:
+        groups[(rec["mode"], rec["batch"])].append(rec)
+    for (mode, batch), recs in sorted(groups.items()):
+        lengths = sorted({r["seq_len"] for r in recs})
+        rows = sorted({(r["model"], r["impl"]) for r in recs}, key=lambda x: (x[0] != "avey-b", x))
+        latest = {(r["model"], r["impl"], r["seq_len"]): r for r in recs}
+        gpu = sorted({r.get("gpu", "") for r in recs})
+        commits = sorted({r.get("commit", "") for r in recs})
+        out.append(f"### {mode}, batch {batch} ({', '.join(gpu)}; commit {', '.join(commits)})\n")
+        out.append("tokens/s / median latency / peak memory\n")
+        out.append("| model | impl | " + " | ".join(str(n) for n in lengths) + " |")
+        out.append("|---|---|" + "---|" * len(lengths))
+        for model, impl in rows:
+            cells = [_cell(latest.get((model, impl, n))) for n in lengths]
+            out.append(f"| {model} | {impl} | " + " | ".join(cells) + " |")
+        out.append("")
+        ratio_rows = _ratios(latest, lengths, mode)
+        if ratio_rows:
+            out.append("Ratios (fused Avey-B throughput over …)\n")
+            out.append("| over | " + " | ".join(str(n) for n in lengths) + " |")
+            out.append("|---|" + "---|" * len(lengths))
+            out.extend(ratio_rows)
+            out.append("")
+    return "\n".join(out)
+
+
+def _ratios(latest: dict, lengths: list[int], mode: str) -> list[str]:
+    def tps(model, impl, n):
+        rec = latest.get((model, impl, n))
+        return rec["tokens_per_s"] if rec and rec.get("status", "ok") == "ok" else None
+
+    rows = []
+    others = sorted({(m, i) for (m, i, _) in latest if (m, i) != ("avey-b", "fused")})
+    for model, impl in others:
+        cells, any_value = [], False
+        for n in lengths:
+            a, b = tps("avey-b", "fused", n), tps(model, impl, n)
+            cells.append(f"{a / b:.2f}×" if a and b else "")
+            any_value |= bool(a and b)
+        if any_value:
+            rows.append(f"| {model} {impl} (measured) | " + " | ".join(cells) + " |")
+    for name in ("official", "modernbert-sdpa-compiled", "bert-sdpa"):
+        cells, any_value = [], False
+        for n in lengths:
+            a, b = tps("avey-b", "fused", n), ISSUE_QUOTED.get((name, mode, n))
+            cells.append(f"{a / b:.2f}×" if a and b else "")
+            any_value |= bool(a and b)
+        if any_value:
+            rows.append(f"| {name} (issue's quoted numbers) | " + " | ".join(cells) + " |")
+    return rows
+
+
+def plot(records: list[dict], path) -> list[str]:
+    """Throughput and peak memory against length, one figure per (mode, batch). Returns files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    groups = defaultdict(list)
+    for rec in records:
+        if rec.get("status", "ok") == "ok" and rec["mode"] in ("inference", "train"):
+            groups[(rec["mode"], rec["batch"])].append(rec)
+    for (mode, batch), recs in sorted(groups.items()):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+        for key in sorted({(r["model"], r["impl"]) for r in recs}):
+            pts = sorted((r["seq_len"], r["tokens_per_s"], r["peak_mem_gb"]) for r in recs
+                         if (r["model"], r["impl"]) == key)
+            xs = [p[0] for p in pts]
+            ax1.plot(xs, [p[1] / 1e6 for p in pts], marker="o", label=f"{key[0]} {key[1]}")
+            ax2.plot(xs, [p[2] for p in pts], marker="o", label=f"{key[0]} {key[1]}")
+        for ax, label in ((ax1, "tokens/s (millions)"), (ax2, "peak memory (GB)")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("sequence length")
+            ax.set_ylabel(label)
+            ax.grid(True, alpha=0.3)
+        ax1.legend(fontsize=7)
+        gpu = recs[0].get("gpu", "")
+        fig.suptitle(f"{mode}, batch {batch}, {gpu}")
+        fig.tight_layout()
+        target = Path(path).with_name(f"{Path(path).stem}_{mode}_b{batch}.png")
+        fig.savefig(target, dpi=110)
+        plt.close(fig)
+        written.append(str(target))
+    return written

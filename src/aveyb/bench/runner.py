@@ -1,0 +1,300 @@
+"""Throughput, latency and peak memory of encoders, for inference and for a training step.
+
+Method (``docs/benchmark.md`` says it in prose):
+
+* inputs are random token ids (``torch.randint`` over the vocabulary, fixed seed), never all equal;
+* inference: the encoder alone (no LM head), ``torch.inference_mode``, weights in bf16 (or the
+  ``dtype`` asked for); train step: masked-LM forward with loss on 20% of positions, backward,
+  AdamW step and ``zero_grad``, fp32 weights under bf16 autocast;
+* each measurement: ``warmup`` untimed calls (compilation, autotuning, allocator growth), then
+  timed calls between CUDA events, one event pair per call, until ``repeats`` calls or
+  ``min_time`` seconds have passed (at least 2 calls); the median is reported;
+* peak memory: ``torch.cuda.max_memory_allocated`` over the timed calls after a reset, weights and
+  optimiser state included;
+* ``tokens_per_s = batch * seq_len / median``; ``latency_ms`` is the median time of one call.
+
+A measurement that runs out of memory is recorded with ``status="oom"``; any other failure with
+``status="error"`` and its message (the CLI then exits non-zero).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+AVEY_IMPLS = ("fused", "reference", "official-style")
+BASELINE_IMPLS = ("sdpa", "flash", "eager")
+
+
+@dataclass
+class Measurement:
+    model: str
+    impl: str
+    mode: str
+    batch: int
+    seq_len: int
+    tokens_per_s: float | None = None
+    latency_ms: float | None = None
+    peak_mem_gb: float | None = None
+    gpu: str = ""
+    commit: str = ""
+    status: str = "ok"
+    repeats: int = 0
+    times_ms: list = field(default_factory=list)
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def random_ids(batch: int, length: int, vocab_size: int, device, seed: int = 0) -> torch.Tensor:
+    """Uniform random ids in [0, vocab); the generator is seeded so every model sees the same input."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    ids = torch.randint(0, vocab_size, (batch, length), generator=gen)
+    return ids.to(device)
+
+
+# ---- model construction ------------------------------------------------------------------------
+def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dtype, max_len: int):
+    """The masked-LM module of one (model, impl), built directly on ``device`` in ``dtype``.
+
+    Avey-B: "fused" (Triton kernels), "reference" (plain PyTorch), "official-style"
+    (:class:`~aveyb.bench.official_style.OfficialStyleAveyB`, same weights). Baselines: "sdpa",
+    "flash" (FlashAttention 2, where ``flash_attn`` is installed) or "eager" attention.
+    """
+    import aveyb  # noqa: F401  registers the Auto classes
+    from transformers import AutoModelForMaskedLM
+
+    from aveyb.architectures import build_config
+
+    device = torch.device(device)
+    if model == "avey-b":
+        if impl not in AVEY_IMPLS:
+            raise ValueError(f"Avey-B impl {impl!r}; choose one of {AVEY_IMPLS}")
+        backend = {"fused": "triton", "reference": "torch", "official-style": "torch"}[impl]
+        config = build_config("avey-b", preset, vocab_size, kernel_backend=backend)
+        with device:
+            mlm = AutoModelForMaskedLM.from_config(config)
+        mlm = mlm.to(device=device, dtype=dtype)
+        if impl == "official-style":
+            from aveyb.bench.official_style import OfficialStyleAveyB
+
+            return OfficialStyleAveyB.from_aveyb(mlm, compile=device.type == "cuda")
+        return mlm
+    if impl not in BASELINE_IMPLS:
+        raise ValueError(f"baseline impl {impl!r}; choose one of {BASELINE_IMPLS}")
+    attn = {"sdpa": "sdpa", "flash": "flash_attention_2", "eager": "eager"}[impl]
+    if attn == "flash_attention_2":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None:
+            raise ModuleNotFoundError("flash_attn is not installed")
+    positions = max(max_len + 2, 512)  # absolute-position models need a table as long as the input
+    config = build_config(model, preset, vocab_size, max_position_embeddings=positions)
+    with device:
+        try:
+            mlm = AutoModelForMaskedLM.from_config(config, attn_implementation=attn)
+        except (ValueError, TypeError):
+            config._attn_implementation = attn
+            mlm = AutoModelForMaskedLM.from_config(config)
+    return mlm.to(device=device, dtype=dtype)
+
+
+def _encoder_call(module):
+    """ids -> last hidden state, for our models and transformers ones (encoder only, no head)."""
+    from aveyb.bench.official_style import OfficialStyleAveyB
+
+    if isinstance(module, OfficialStyleAveyB):
+        return module
+    base = module.base_model
+
+    def call(ids):
+        return base(input_ids=ids, return_dict=True).last_hidden_state
+
+    return call
+
+
+# ---- timing --------------------------------------------------------------------------------------
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn, device, warmup: int, repeats: int, min_time: float) -> tuple[list[float], float]:
+    """Per-call times (ms) of ``fn()`` after ``warmup`` calls, and the peak memory (GB) while timing."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    start_all = time.perf_counter()
+    while len(times) < repeats and (len(times) < 2 or time.perf_counter() - start_all < min_time):
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
+    return times, peak
+
+
+class Bench:
+    """Builds each (model, impl, mode) once and measures it at every length asked for."""
+
+    def __init__(self, *, preset="base", vocab_size=50368, device=None, warmup=2, repeats=10, min_time=1.0,
+                 dtype=torch.bfloat16, seed=0):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.preset, self.vocab_size, self.dtype, self.seed = preset, vocab_size, dtype, seed
+        self.warmup, self.repeats, self.min_time = warmup, repeats, min_time
+        self.gpu = device_name(self.device)
+        self.commit = git_commit()
+
+    def run(self, model: str, impl: str, mode: str, batch: int, lengths: list[int], deadline: float | None = None):
+        """Yield one :class:`Measurement` per length (mode "inference", "train" or "ranker")."""
+        records = [Measurement(model, impl, mode, batch, n, gpu=self.gpu, commit=self.commit) for n in lengths]
+        module = optimizer = None
+        try:
+            weights_dtype = torch.float32 if mode == "train" else self.dtype
+            module = build_model(model, impl, self.preset, self.vocab_size, self.device, weights_dtype, max(lengths))
+            if mode == "train":
+                module.train()
+                optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.95, 0.95), eps=1e-18,
+                                              weight_decay=0.01, fused=self.device.type == "cuda")
+            else:
+                module.eval()
+        except Exception as err:  # noqa: BLE001  recorded for every length
+            status = "skipped" if isinstance(err, (ModuleNotFoundError, NotImplementedError)) else "error"
+            for rec in records:
+                rec.status, rec.note = status, f"build: {type(err).__name__}: {err}"[:300]
+                yield rec
+            return
+        try:
+            for rec in records:
+                if deadline is not None and time.monotonic() > deadline:
+                    rec.status, rec.note = "skipped", "time budget spent"
+                else:
+                    self._measure(rec, module, optimizer)
+                yield rec
+                if rec.status == "oom":  # longer inputs would only fail again
+                    for later in records[records.index(rec) + 1:]:
+                        later.status, later.note = "oom", f"skipped after OOM at {rec.seq_len}"
+                        yield later
+                    return
+        finally:
+            del module, optimizer
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _measure(self, rec: Measurement, module, optimizer) -> None:
+        try:
+            fn = self._step(rec, module, optimizer)
+            times, peak = time_calls(fn, self.device, self.warmup, self.repeats, self.min_time)
+            median = statistics.median(times)
+            rec.latency_ms = median
+            rec.tokens_per_s = rec.batch * rec.seq_len / (median / 1e3)
+            rec.peak_mem_gb = peak
+            rec.repeats = len(times)
+            rec.times_ms = [round(t, 4) for t in times]
+        except torch.cuda.OutOfMemoryError as err:
+            rec.status, rec.note = "oom", str(err).splitlines()[0][:200]
+        except (NotImplementedError, ModuleNotFoundError) as err:
+            rec.status, rec.note = "skipped", f"{type(err).__name__}: {err}"[:300]
+        except Exception as err:  # noqa: BLE001  recorded, and the CLI exits non-zero
+            rec.status, rec.note = "error", f"{type(err).__name__}: {err}"[:300]
+        finally:
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _step(self, rec: Measurement, module, optimizer):
+        ids = random_ids(rec.batch, rec.seq_len, self.vocab_size, self.device, self.seed)
+        if rec.mode == "ranker":
+            return _ranker_call(module, ids)
+        if rec.mode == "inference":
+            call = _encoder_call(module)
+
+            def fn():
+                with torch.inference_mode():
+                    return call(ids)
+            return fn
+        if rec.mode != "train":
+            raise ValueError(f"mode {rec.mode!r}")
+        gen = torch.Generator(device="cpu").manual_seed(self.seed + 1)
+        shape = (rec.batch, rec.seq_len)
+        labels = torch.where(torch.rand(shape, generator=gen) < 0.2,
+                             torch.randint(0, self.vocab_size, shape, generator=gen),
+                             torch.full(shape, -100)).to(self.device)
+        autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+        def fn():
+            with autocast:
+                loss = module(input_ids=ids, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return fn
+
+
+def _ranker_call(module, ids):
+    """The ranker alone (embedding lookup included), as in the issue's "ranker share"."""
+    from aveyb.bench.official_style import OfficialStyleAveyB
+
+    if isinstance(module, OfficialStyleAveyB):
+        def fn():
+            with torch.inference_mode():
+                return module.rank(module.embed(ids))
+        return fn
+    if getattr(module.config, "model_type", "") != "aveyb":
+        raise NotImplementedError("the ranker is Avey-B's")
+    encoder = module.base_model
+    from aveyb.model.modeling_aveyb import _fused_kernels
+
+    def fn():
+        with torch.inference_mode():
+            x = encoder.embed(ids)
+            return encoder.ranker(x, None, encoder.config, _fused_kernels(encoder.config, x))
+
+    return fn
+
+
+def default_lengths() -> list[int]:
+    return [128, 512, 2048, 8192, 32768, 65536, 98304, 131072]
+
+
+def format_rate(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value / 1e6:.3f}M"

@@ -1,0 +1,64 @@
+"""``aveyb bench`` on a tiny model on the CPU, and the official-style model against the reference."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from aveyb.cli import main
+
+FIELDS = {"model", "impl", "mode", "batch", "seq_len", "tokens_per_s", "latency_ms", "peak_mem_gb", "gpu", "commit"}
+
+
+def test_bench_cli_writes_records_table_and_plots(tmp_path):
+    out = tmp_path / "bench.jsonl"
+    code = main(["bench", "--models", "avey-b", "--impls", "reference,official-style", "--modes",
+                 "inference,train,ranker", "--lengths", "40", "--batch", "2", "--train-lengths", "32",
+                 "--train-batch", "2", "--preset", "tiny", "--vocab-size", "97", "--warmup", "1",
+                 "--repeats", "2", "--min-time", "0", "--device", "cpu", "--dtype", "fp32", "--out", str(out)])
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["impl"], r["mode"]) for r in records} == {
+        (impl, mode) for impl in ("reference", "official-style") for mode in ("inference", "train", "ranker")}
+    for rec in records:
+        assert FIELDS <= set(rec), rec
+        assert rec["status"] == "ok", rec
+        assert rec["tokens_per_s"] > 0 and rec["latency_ms"] > 0
+        assert rec["gpu"] == "cpu"
+    table = out.with_suffix(".md").read_text()
+    assert "| avey-b | official-style |" in table
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "bench_inference_b2.png").exists()
+
+
+def test_random_ids_are_not_constant():
+    from aveyb.bench.runner import random_ids
+
+    ids = random_ids(2, 64, 50, "cpu")
+    assert ids.unique().numel() > 10 and int(ids.min()) >= 0 and int(ids.max()) < 50
+
+
+@pytest.mark.parametrize("arrangement", ["interleaved_static_first", "dynamic_only"])
+def test_official_style_matches_reference(arrangement):
+    """Same weights, no padding, T a multiple of S: the official structure computes our function."""
+    from aveyb.architectures import build_masked_lm
+    from aveyb.bench.official_style import OfficialStyleAveyB
+
+    torch.manual_seed(0)
+    mlm = build_masked_lm("avey-b", "tiny", 101, layer_arrangement=arrangement).eval()
+    official = OfficialStyleAveyB.from_aveyb(mlm, compile=False).eval()
+    ids = torch.randint(0, 101, (2, 5 * mlm.config.split_size))
+    with torch.no_grad():
+        ref = mlm.model(input_ids=ids).last_hidden_state
+        got = official(ids)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_official_style_rejects_non_default_options():
+    from aveyb.bench.official_style import OfficialStyleAveyB
+    from aveyb.config import preset_config
+
+    with pytest.raises(ValueError):
+        OfficialStyleAveyB(preset_config("tiny", dynamic_norm="softmax"), compile=False)
