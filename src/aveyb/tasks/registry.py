@@ -297,10 +297,6 @@ def _local_retrieval(folder: Path) -> TaskSplits:
     return TaskSplits(pairs, val, test)
 
 
-def _local_labels(name: str) -> Callable[[Path | None], list[str] | None]:
-    return name
-
-
 for _name, (_family, _metric, _opts) in LOCAL_TASKS.items():
     for _full, _source in ((_name, "local"), (_name + SAMPLE_SUFFIX, "package")):
         register(Task(_full, _family, _local_loader(_full), None, _metric, source=_source, options=dict(_opts),

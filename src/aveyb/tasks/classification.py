@@ -1,0 +1,68 @@
+"""Sequence classification (single texts and pairs joined with separators), scored with
+accuracy (paper) and accuracy / F1 / macro-F1 (standard)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from aveyb.evaluation.metrics import classification_metrics
+from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.training import (
+    encode_text, load_model, load_tokenizer, pad_batch, predict_batches, resolve_max_length, train_loop,
+)
+
+
+def encode(examples: list[dict], tokenizer, label2id: dict[str, int], max_length: int, append_eos: bool,
+           where: str) -> list[dict]:
+    feats = []
+    for i, ex in enumerate(examples):
+        rid = ex.get("id", i)
+        pair = "text_a" in ex or "text_b" in ex
+        keys = ("text_a", "text_b") if pair else ("text",)
+        for key in keys:
+            v = ex.get(key)
+            if not isinstance(v, str):
+                raise TaskDataError(f"{where}: row {rid!r} field {key!r} is missing or not a string")
+            if not v.strip():
+                raise TaskDataError(f"{where}: row {rid!r} field {key!r} is empty")
+        label = ex.get("label")
+        if label not in label2id:
+            raise TaskDataError(f"{where}: row {rid!r} field 'label' = {label!r} is not in the label set "
+                                f"{list(label2id)}")
+        ids = encode_text(tokenizer, ex[keys[0]], ex["text_b"] if pair else None, max_length, append_eos)
+        feats.append({"input_ids": ids, "labels": label2id[label]})
+    return feats
+
+
+def evaluate(model, feats, labels, tokenizer, cfg, device, positive_label, desc) -> dict[str, float]:
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    preds = [None] * len(feats)
+    for idx, logits in predict_batches(model, feats, collate, cfg, device, desc=desc):
+        for i, p in zip(idx, logits.float().argmax(-1).tolist()):
+            preds[i] = labels[p]
+    golds = [labels[f["labels"]] for f in feats]
+    return classification_metrics(golds, preds, labels, positive_label)
+
+
+def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[str, float]:
+    tokenizer = load_tokenizer(model_path)
+    label2id = {l: i for i, l in enumerate(labels)}
+    model = load_model("sequence_classification", model_path, num_labels=len(labels),
+                       id2label=dict(enumerate(labels)), label2id=label2id)
+    max_len = resolve_max_length(cfg, model.config, tokenizer)
+    enc = partial(encode, tokenizer=tokenizer, label2id=label2id, max_length=max_len, append_eos=cfg.append_eos)
+    train = enc(splits.train, where=f"{task.name}/train")
+    val = enc(splits.validation, where=f"{task.name}/validation")
+    test = enc(splits.test, where=f"{task.name}/test") if splits.test is not None and cfg.evaluate_test else None
+    torch.manual_seed(cfg.seed)
+    stats = train_loop(model, train, partial(pad_batch, pad_id=tokenizer.pad_token_id, label_keys=("labels",)),
+                       cfg, device, desc=f"{task.name} train")
+    out = dict(stats)
+    pos = task.options.get("positive_label")
+    for name, feats in (("validation", val), ("test", test)):
+        if feats:
+            for k, v in evaluate(model, feats, labels, tokenizer, cfg, device, pos, f"{task.name} {name}").items():
+                out[f"{name}/{k}"] = v
+    return out

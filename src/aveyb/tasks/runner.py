@@ -1,0 +1,126 @@
+"""One fine-tuning run: load the task, fine-tune, score, write ``results.json`` atomically.
+
+A finished run (``results.json`` present) is skipped on re-run, so an interrupted sweep
+resumes where it stopped; a run that crashes leaves no ``results.json`` (it is written to a
+temporary file and renamed only after every metric is computed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aveyb.tasks.config import FinetuneConfig
+from aveyb.tasks.registry import LoadContext, get_task, task_labels
+from aveyb.tasks.data import resolve_data_dir
+
+RESULTS_FILE = "results.json"
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    import aveyb
+
+    return {"aveyb": aveyb.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_results(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(output_dir) / RESULTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+_FAMILY_MODULES = {
+    "sequence_classification": "aveyb.tasks.classification",
+    "token_classification": "aveyb.tasks.token_classification",
+    "question_answering": "aveyb.tasks.qa",
+    "retrieval": "aveyb.tasks.retrieval",
+}
+
+
+def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: FinetuneConfig | None = None,
+                 data_dir: str | os.PathLike | None = None, force: bool = False, load_split=None,
+                 log=print) -> dict[str, Any]:
+    """Fine-tune ``model`` (a path or Hub id) on ``task`` and return the results record.
+
+    Skips (and returns the stored record) when ``output_dir/results.json`` exists, unless
+    ``force``. Raises on any failure, leaving no ``results.json``.
+    """
+    import importlib
+
+    from aveyb.tasks.training import select_device, set_seed
+
+    out_dir = Path(output_dir)
+    existing = load_results(out_dir)
+    if existing is not None and not force:
+        log(f"[aveyb] {out_dir / RESULTS_FILE} exists: skipping {task} (use --force to re-run)")
+        return existing
+    spec = get_task(task)
+    cfg = (config or FinetuneConfig()).resolved(spec.family)
+    set_seed(cfg.seed)
+    ddir = resolve_data_dir(data_dir)
+    ctx = LoadContext(data_dir=ddir, config=cfg)
+    if load_split is not None:
+        ctx.load_split = load_split
+    started = time.time()
+    splits = spec.load(ctx)
+    labels = task_labels(spec, splits, ddir)
+    device = select_device(cfg)
+    set_seed(cfg.seed)
+    family = importlib.import_module(_FAMILY_MODULES[spec.family])
+    metrics = family.run(spec, splits, labels, str(model), cfg, device)
+    elapsed = time.time() - started
+    record = {
+        "task": task,
+        "model": str(model),
+        "family": spec.family,
+        "main_metric": spec.main_metric,
+        "seed": cfg.seed,
+        "lr": cfg.lr,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "time_s": round(elapsed, 2),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "device": str(device),
+        "versions": _versions(),
+        "labels": labels,
+        "config": cfg.to_dict(),
+    }
+    write_json_atomic(out_dir / RESULTS_FILE, record)
+    log(f"[aveyb] {task}: " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
+                                          if k.startswith(("validation/", "test/"))))
+    return record

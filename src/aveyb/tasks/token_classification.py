@@ -1,0 +1,138 @@
+"""Token classification: word labels aligned to sub-tokens through the tokenizer's character
+offsets (works for WordPiece, BPE and SentencePiece alike), decoded per word by majority vote
+over its sub-tokens (paper) or by the first sub-token."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+
+import torch
+
+from aveyb.evaluation.metrics import token_classification_metrics
+from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.training import (
+    end_token_id, load_model, load_tokenizer, pad_batch, predict_batches, resolve_max_length, train_loop,
+)
+
+
+def word_alignment(tokenizer, words: list[str], max_length: int, append_eos: bool) -> tuple[list[int], list[int | None]]:
+    """Token ids of the words joined by spaces, and for each token the index of its word (None for
+    special tokens). Truncated to ``max_length`` (EOS appended)."""
+    text, spans, pos = "", [], 0
+    for w in words:
+        if text:
+            text += " "
+            pos += 1
+        spans.append((pos, pos + len(w)))
+        text += w
+        pos += len(w)
+    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True, truncation=True, max_length=max_length)
+    ids, word_of = [], []
+    wi = 0
+    for tid, (s, e) in zip(enc["input_ids"], enc["offset_mapping"]):
+        owner = None
+        if e > s:
+            while wi < len(spans) and spans[wi][1] <= s:
+                wi += 1
+            if wi < len(spans) and spans[wi][0] < e:
+                owner = wi
+        ids.append(tid)
+        word_of.append(owner)
+    eos = end_token_id(tokenizer) if append_eos else None
+    if eos is not None:
+        if ids and ids[-1] == eos and word_of[-1] is None:
+            ids, word_of = ids[:-1], word_of[:-1]
+        ids, word_of = ids[: max_length - 1] + [eos], word_of[: max_length - 1] + [None]
+    else:
+        ids, word_of = ids[:max_length], word_of[:max_length]
+    return ids, word_of
+
+
+def encode(examples, tokenizer, label2id, max_length, append_eos, decoding, where) -> list[dict]:
+    feats = []
+    for i, ex in enumerate(examples):
+        rid = ex.get("id", i)
+        words, tags = ex.get("tokens"), ex.get("tags")
+        if not isinstance(words, list) or not isinstance(tags, list):
+            raise TaskDataError(f"{where}: row {rid!r} needs list fields 'tokens' and 'tags'")
+        if not words:
+            raise TaskDataError(f"{where}: row {rid!r} field 'tokens' is empty")
+        if len(words) != len(tags):
+            raise TaskDataError(f"{where}: row {rid!r} has {len(words)} tokens but {len(tags)} tags")
+        for j, (w, t) in enumerate(zip(words, tags)):
+            if not isinstance(w, str) or not w.strip():
+                raise TaskDataError(f"{where}: row {rid!r} field 'tokens'[{j}] is empty")
+            if t not in label2id:
+                raise TaskDataError(f"{where}: row {rid!r} field 'tags'[{j}] = {t!r} is not in the label set "
+                                    f"{list(label2id)}")
+        ids, word_of = word_alignment(tokenizer, words, max_length, append_eos)
+        labels, seen = [], set()
+        for w in word_of:
+            if w is None or (decoding == "first" and w in seen):
+                labels.append(-100)
+            else:
+                labels.append(label2id[tags[w]])
+            if w is not None:
+                seen.add(w)
+        feats.append({"input_ids": ids, "labels": labels, "word_of": word_of, "n_words": len(words),
+                      "gold": [label2id[t] for t in tags]})
+    return feats
+
+
+def decode_words(token_preds: list[int], word_of: list[int | None], n_words: int, decoding: str,
+                 default: int) -> list[int]:
+    """Per-word labels from per-token predictions: majority vote (ties: earliest sub-token's
+    label among the tied) or the first sub-token. Words with no token (truncated) get ``default``."""
+    votes: list[list[int]] = [[] for _ in range(n_words)]
+    for p, w in zip(token_preds, word_of):
+        if w is not None:
+            votes[w].append(p)
+    out = []
+    for v in votes:
+        if not v:
+            out.append(default)
+        elif decoding == "first":
+            out.append(v[0])
+        else:
+            counts = Counter(v)
+            best = max(counts.values())
+            out.append(next(p for p in v if counts[p] == best))
+    return out
+
+
+def evaluate(model, feats, labels, tokenizer, cfg, device, bio, desc) -> dict[str, float]:
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    default = labels.index("O") if "O" in labels else 0
+    preds = [None] * len(feats)
+    for idx, logits in predict_batches(model, feats, collate, cfg, device, desc=desc):
+        arg = logits.float().argmax(-1).tolist()
+        for row, i in enumerate(idx):
+            f = feats[i]
+            preds[i] = decode_words(arg[row][: len(f["input_ids"])], f["word_of"], f["n_words"], cfg.tc_decoding,
+                                    default)
+    golds = [[labels[t] for t in f["gold"]] for f in feats]
+    return token_classification_metrics(golds, [[labels[t] for t in p] for p in preds], bio=bio)
+
+
+def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[str, float]:
+    tokenizer = load_tokenizer(model_path)
+    label2id = {l: i for i, l in enumerate(labels)}
+    model = load_model("token_classification", model_path, num_labels=len(labels),
+                       id2label=dict(enumerate(labels)), label2id=label2id)
+    max_len = resolve_max_length(cfg, model.config, tokenizer)
+    enc = partial(encode, tokenizer=tokenizer, label2id=label2id, max_length=max_len, append_eos=cfg.append_eos,
+                  decoding=cfg.tc_decoding)
+    train = enc(splits.train, where=f"{task.name}/train")
+    val = enc(splits.validation, where=f"{task.name}/validation")
+    test = enc(splits.test, where=f"{task.name}/test") if splits.test is not None and cfg.evaluate_test else None
+    torch.manual_seed(cfg.seed)
+    stats = train_loop(model, train, partial(pad_batch, pad_id=tokenizer.pad_token_id, label_keys=("labels",)),
+                       cfg, device, desc=f"{task.name} train")
+    out = dict(stats)
+    bio = task.options.get("bio", True)
+    for name, feats in (("validation", val), ("test", test)):
+        if feats:
+            for k, v in evaluate(model, feats, labels, tokenizer, cfg, device, bio, f"{task.name} {name}").items():
+                out[f"{name}/{k}"] = v
+    return out

@@ -1,0 +1,256 @@
+"""Shared fine-tuning machinery: model and tokenizer loading, EOS handling, batching, the
+paper's optimiser (AdamW, β=(0.9, 0.95), ε=1e-5, wd 0.1) and schedule (linear decay, 10%
+warm-up), and a plain training loop with gradient accumulation and bf16 autocast on GPU.
+
+Architecture-agnostic: models come from ``AutoModelFor...``, so any Hugging Face encoder works.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from contextlib import nullcontext
+from typing import Any, Callable, Sequence
+
+import torch
+
+from aveyb.tasks.config import FinetuneConfig
+
+
+class TaskError(ValueError):
+    """A fine-tuning run that cannot proceed (wrong model head, bad configuration, ...)."""
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def select_device(cfg: FinetuneConfig) -> torch.device:
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(cfg: FinetuneConfig, device: torch.device):
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def load_tokenizer(path: str):
+    import aveyb.model  # noqa: F401  (registers Avey-B with the Auto classes when available)
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # noqa: BLE001
+        raise TaskError(f"could not load a tokenizer from {path!r}: {err}") from err
+    if tok.pad_token_id is None:
+        fallback = tok.eos_token or tok.sep_token or tok.unk_token
+        if fallback is None:
+            raise TaskError(f"tokenizer of {path!r} has no pad, eos, sep or unk token to pad with")
+        tok.pad_token = fallback
+    return tok
+
+
+_HEADS = {
+    "sequence_classification": "AutoModelForSequenceClassification",
+    "token_classification": "AutoModelForTokenClassification",
+    "question_answering": "AutoModelForQuestionAnswering",
+    "base": "AutoModel",
+}
+
+
+def _register_aveyb() -> None:
+    try:
+        import aveyb.model.modeling_aveyb  # noqa: F401  (registers the Auto classes)
+    except ImportError:
+        pass
+    try:
+        import aveyb.model  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def load_model(head: str, path: str, **kwargs):
+    """``AutoModelFor<head>.from_pretrained(path, **kwargs)``, with a clear error when the
+    architecture has no such head."""
+    _register_aveyb()
+    import transformers
+
+    auto_cls = getattr(transformers, _HEADS[head])
+    try:
+        return auto_cls.from_pretrained(path, **kwargs)
+    except ValueError as err:
+        if "Unrecognized configuration class" in str(err) or "Unrecognized model" in str(err):
+            raise TaskError(
+                f"model {path!r} has no {head.replace('_', ' ')} head: {_HEADS[head]} does not support its "
+                f"architecture ({str(err).splitlines()[0][:200]})"
+            ) from err
+        raise
+
+
+def resolve_max_length(cfg: FinetuneConfig, model_config, tokenizer) -> int:
+    """``cfg.max_length``, else the model's context (``max_position_embeddings``), else the
+    tokenizer's ``model_max_length``, else 512."""
+    if cfg.max_length:
+        return cfg.max_length
+    n = getattr(model_config, "max_position_embeddings", None)
+    if n:
+        return int(n)
+    m = getattr(tokenizer, "model_max_length", None)
+    return int(m) if m and m < 1_000_000 else 512
+
+
+def end_token_id(tokenizer) -> int | None:
+    """The token appended to every input: EOS, else SEP (BERT-style tokenizers end with it already)."""
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+
+
+def finish_ids(ids: list[int], tokenizer, max_length: int, append_eos: bool = True) -> list[int]:
+    """Truncate to ``max_length`` keeping room for the EOS, and append it unless already last."""
+    eos = end_token_id(tokenizer) if append_eos else None
+    if eos is None:
+        return ids[:max_length]
+    if ids and ids[-1] == eos:
+        ids = ids[:-1]
+    return ids[: max_length - 1] + [eos]
+
+
+def encode_text(tokenizer, text: str | None, text_b: str | None, max_length: int, append_eos: bool) -> list[int]:
+    """One input: a text, or a pair joined with the tokenizer's separators (its pair template,
+    else ``a SEP b`` with SEP/EOS), then EOS."""
+    if text_b is None:
+        ids = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+        return finish_ids(list(ids), tokenizer, max_length, append_eos)
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else end_token_id(tokenizer)
+    enc = tokenizer(text, text_b, add_special_tokens=True, truncation="longest_first", max_length=max_length - 2)
+    ids = list(enc["input_ids"])
+    seq = enc.sequence_ids() if getattr(tokenizer, "is_fast", False) else None
+    if seq is not None and sep is not None:
+        # no pair template (e.g. byte-level BPE): put a separator between the two texts
+        joins = [i for i in range(1, len(seq)) if seq[i - 1] == 0 and seq[i] == 1]
+        if joins:
+            ids = ids[: joins[0]] + [sep] + ids[joins[0]:]
+    return finish_ids(list(ids), tokenizer, max_length, append_eos)
+
+
+def pad_batch(features: Sequence[dict[str, Any]], pad_id: int, label_keys: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Right-pad ``input_ids`` (with ``pad_id``) and list-valued labels (with -100); stack scalars."""
+    width = max(len(f["input_ids"]) for f in features)
+    batch = {
+        "input_ids": torch.tensor([f["input_ids"] + [pad_id] * (width - len(f["input_ids"])) for f in features]),
+        "attention_mask": torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"]))
+                                        for f in features]),
+    }
+    for key in label_keys:
+        vals = [f[key] for f in features]
+        if isinstance(vals[0], list):
+            batch[key] = torch.tensor([v + [-100] * (width - len(v)) for v in vals])
+        else:
+            batch[key] = torch.tensor(vals)
+    return batch
+
+
+def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.Optimizer:
+    """AdamW with the protocol's β, ε, weight decay; no decay on biases, norms and scalars."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps)
+
+
+def make_scheduler(optimizer, total_steps: int, cfg: FinetuneConfig):
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0 (or constant)."""
+    warmup = int(round(cfg.warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def total_steps(cfg: FinetuneConfig, n_examples: int) -> int:
+    if cfg.max_steps:
+        return cfg.max_steps
+    return max(1, math.ceil((cfg.epochs or 1.0) * n_examples / cfg.batch_size))
+
+
+def progress(iterable=None, total=None, desc="", enabled=True):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+def train_loop(model: torch.nn.Module, features: list[dict], collate: Callable[[list[dict]], dict],
+               cfg: FinetuneConfig, device: torch.device, loss_fn: Callable | None = None,
+               desc: str = "train") -> dict[str, float]:
+    """Train for ``total_steps`` optimiser steps of ``cfg.batch_size`` examples (accumulated over
+    ``grad_accumulation`` micro-batches), reshuffling each epoch with ``cfg.seed``."""
+    if not features:
+        raise TaskError("no training examples")
+    steps = total_steps(cfg, len(features))
+    micro = max(1, cfg.batch_size // cfg.grad_accumulation)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, steps, cfg)
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    model.to(device).train()
+    losses = []
+    bar = progress(total=steps, desc=desc, enabled=cfg.progress)
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for _ in range(cfg.grad_accumulation):
+            if len(order) < micro:
+                more = list(range(len(features)))
+                rng.shuffle(more)
+                order.extend(more)
+            idx, order = order[:micro], order[micro:]
+            batch = {k: (v.to(device) if torch.is_tensor(v) else v)
+                     for k, v in collate([features[i] for i in idx]).items()}
+            with autocast(cfg, device):
+                loss = loss_fn(model, batch) if loss_fn else model(**batch).loss
+            if not torch.isfinite(loss):
+                raise TaskError(f"training loss became {loss.item()} at step {step}; lower the learning rate")
+            (loss / cfg.grad_accumulation).backward()
+            step_loss += loss.item() / cfg.grad_accumulation
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        losses.append(step_loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.4f}")
+    bar.close()
+    tail = losses[-max(1, len(losses) // 10):]
+    return {"train_loss": sum(tail) / len(tail), "train_steps": steps, "train_features": len(features)}
+
+
+@torch.no_grad()
+def predict_batches(model, features: list[dict], collate, cfg: FinetuneConfig, device, desc="eval",
+                    output: Callable[[Any], Any] = lambda out: out.logits):
+    """Yield ``(indices, outputs)`` over ``features`` in batches sorted by length (less padding)."""
+    model.to(device).eval()
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    bs = cfg.eval_batch_size
+    for s in progress(range(0, len(order), bs), total=math.ceil(len(order) / bs), desc=desc, enabled=cfg.progress):
+        idx = order[s:s + bs]
+        batch = {k: v.to(device) for k, v in collate([features[i] for i in idx]).items()}
+        with autocast(cfg, device):
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        yield idx, output(out)
