@@ -64,3 +64,15 @@ def parameter_table(preset: str, vocab_size: int = 50368) -> dict[str, dict[str,
     from aveyb.architectures import ARCHITECTURES
 
     return {arch: count_parameters(build_on_meta(arch, preset, vocab_size)) for arch in ARCHITECTURES}
+
+
+def format_table(table: dict[str, dict[str, int]], reference: str = "avey-b") -> str:
+    """A plain-text table with each architecture's non-embedding count relative to ``reference``."""
+    lines = [f"{'architecture':<12} {'total':>14} {'embedding':>14} {'non-embedding':>14} {'vs ' + reference:>10}"]
+    ref = table.get(reference, {}).get("non_embedding")
+    for arch, counts in table.items():
+        ratio = f"{100 * (counts['non_embedding'] / ref - 1):+.1f}%" if ref else "-"
+        lines.append(
+            f"{arch:<12} {counts['total']:>14,} {counts['embedding']:>14,} {counts['non_embedding']:>14,} {ratio:>10}"
+        )
+    return "\n".join(lines)
