@@ -101,7 +101,12 @@ class SequencePacker:
             texts = [d for _, d in batch if isinstance(d, str)]
             encoded = iter(self._encode(texts)) if texts else iter(())
             for i, d in batch:
-                ids = next(encoded) if isinstance(d, str) else [int(t) for t in d]
+                if d is None:
+                    ids = None
+                elif isinstance(d, str):
+                    ids = next(encoded)
+                else:
+                    ids = [int(t) for t in d]
                 yield i, ids
 
         for doc in docs:

@@ -1,0 +1,1 @@
+"""Pretraining: config, loop, optimiser and schedule, checkpoints, distributed set-up."""
