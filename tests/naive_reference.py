@@ -23,6 +23,7 @@ of the official window and take part in the layers like any row.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 
@@ -84,22 +85,29 @@ def expected_parameter_names(config) -> set[str]:
     return names
 
 
+def _plain(config) -> SimpleNamespace:
+    """The fields we use, read once (attribute access on a transformers config is slow)."""
+    names = ("hidden_size", "num_hidden_layers", "split_size", "top_k", "ranker_direction",
+             "split_weighting", "compression", "layer_arrangement", "dynamic_norm", "hidden_act", "eps")
+    return SimpleNamespace(**{name: getattr(config, name) for name in names})
+
+
 # ---- ranker (SPEC 2) ----------------------------------------------------------------------
 def naive_scores(splits: list[torch.Tensor], real: list[list[bool]], eps: float) -> list[list[float]]:
     """score[i][j] = sum over real t in X_i of max over real u in X_j of cos(x_t, x_u)."""
-    n = len(splits)
+    n, S = len(splits), splits[0].shape[0]
+    cos = _cosines(torch.cat(splits), torch.cat(splits), eps)  # every token pair, row-major
     score = [[0.0] * n for _ in range(n)]
     for i in range(n):
         for j in range(n):
-            cos = _cosines(splits[i], splits[j], eps)
             total = 0.0
-            for t in range(len(cos)):
+            for t in range(S):
                 if not real[i][t]:
                     continue
                 best = -math.inf
-                for u in range(len(cos[t])):
+                for u in range(S):
                     if real[j][u]:
-                        best = max(best, cos[t][u])
+                        best = max(best, cos[i * S + t][j * S + u])
                 total += best  # -inf never kept: callers only use j with a real token
             score[i][j] = total
     return score
@@ -212,6 +220,7 @@ def naive_layer(sd, i: int, kind: str, X: torch.Tensor, pad: list[bool], config)
 # ---- whole encoder --------------------------------------------------------------------------
 def naive_hidden_states(sd: dict[str, torch.Tensor], config, ids: torch.Tensor) -> torch.Tensor:
     """Encoder output (T, d) for ONE sequence ``ids`` (T,), in float64."""
+    config = _plain(config)
     sd = {name: v.detach().to(DTYPE).cpu() for name, v in sd.items()}
     S, d = config.split_size, config.hidden_size
     T = int(ids.shape[0])
