@@ -140,3 +140,21 @@ def test_training_step_reduces_the_loss(ids):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(ids):
+    torch.manual_seed(0)
+    model = AveyBForMaskedLM(config())
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    layer = model.model.layers[0]
+    calls = []
+    original = layer.enrich
+    layer.enrich = lambda x: calls.append(1) or original(x)
+    model(ids, labels=ids).loss.backward()
+    assert len(calls) == 2, "the layer must be recomputed in the backward pass"
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, want[name], msg=name)

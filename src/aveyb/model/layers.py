@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 ACT_FNS = {
     "gelu": lambda x: F.gelu(x),  # exact (erf), as in the official model
@@ -74,7 +75,7 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-class AveyBLayer(nn.Module):
+class AveyBLayer(GradientCheckpointingLayer):
     """One contextualization layer: out = W_f · [G ⊙ mix(U) ; Zb] + b_f + α · X."""
 
     def __init__(self, config, kind: str):
