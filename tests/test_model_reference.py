@@ -23,7 +23,6 @@ from aveyb.config import (
     SPLIT_WEIGHTINGS,
     AveyBConfig,
 )
-
 from naive_reference import expected_parameter_names, naive_hidden_states, naive_layer_kinds
 
 VOCAB, D, LAYERS, S, K = 37, 8, 3, 4, 2
@@ -37,6 +36,11 @@ COMBOS = list(itertools.product(RANKER_DIRECTIONS, SPLIT_WEIGHTINGS, (True, Fals
 def _id(combo) -> str:
     direction, weighting, compression, arrangement, norm = combo
     return f"{direction}-{weighting}-{'comp' if compression else 'nocomp'}-{arrangement}-{norm}"
+
+
+def _prefix(where: str):
+    """An assert_close ``msg`` that says which configuration and input failed."""
+    return lambda message: f"{where}: {message}"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -110,7 +114,7 @@ def test_model_matches_naive_reference(combo):
         assert got.shape == (length, D), f"T={length}: output shape {tuple(got.shape)}"
         torch.testing.assert_close(
             got, expected, rtol=RTOL, atol=ATOL,
-            msg=lambda m, length=length: f"{_id(combo)}, T={length}, ids={ids.tolist()}: {m}",
+            msg=_prefix(f"{_id(combo)}, T={length}, ids={ids.tolist()}"),
         )
 
 
@@ -144,5 +148,5 @@ def test_padded_batch_matches_each_sequence_alone(combo):
         expected = naive_hidden_states(sd, config, seq)
         torch.testing.assert_close(
             out[b, : len(seq)], expected, rtol=RTOL, atol=ATOL,
-            msg=lambda m, b=b: f"{_id(combo)}, batch row {b} (length {len(seqs[b])}): {m}",
+            msg=_prefix(f"{_id(combo)}, batch row {b} (length {len(seq)})"),
         )
