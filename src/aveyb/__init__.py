@@ -1,6 +1,6 @@
 """aveyb: Avey-B, an attention-free bidirectional encoder, Hugging Face-native.
 
-Importing the package registers Avey-B with transformers' Auto classes.
+Importing the package registers Avey-B (and the NeoBERT baseline) with transformers' Auto classes.
 """
 
 from aveyb.config import AveyBConfig, preset_config
@@ -12,6 +12,10 @@ from aveyb.model import (
     AveyBModel,
     mean_pool,
 )
+
+from aveyb.baselines.neobert import register as _register_neobert
+
+_register_neobert()  # NeoBERT is not in transformers: make AutoModel* resolve it too
 
 __version__ = "0.1.0"
 __all__ = [
