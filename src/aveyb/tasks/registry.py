@@ -220,6 +220,7 @@ LOCAL_TASKS = {
 }
 
 SAMPLE_SUFFIX = "-sample"
+SAMPLED_TASKS = ("sentiment_rt", "trec_qc", "sms_spam", "ner_wnut", "paraphrase_bible", "news_retrieval")
 
 
 def local_task_dir(name: str, data_dir: Path | None) -> Path:
@@ -298,9 +299,10 @@ def _local_retrieval(folder: Path) -> TaskSplits:
 
 
 for _name, (_family, _metric, _opts) in LOCAL_TASKS.items():
-    for _full, _source in ((_name, "local"), (_name + SAMPLE_SUFFIX, "package")):
+    _variants = [(_name, "local")] + ([(_name + SAMPLE_SUFFIX, "package")] if _name in SAMPLED_TASKS else [])
+    for _full, _source in _variants:
         register(Task(_full, _family, _local_loader(_full), None, _metric, source=_source, options=dict(_opts),
-                      description=f"local task {_name} ({_family})"))
+                      description=f"{'bundled sample of ' if _source == 'package' else 'local task '}{_name}"))
 
 
 def get_task(name: str) -> Task:

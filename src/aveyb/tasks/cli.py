@@ -1,0 +1,144 @@
+"""``aveyb finetune``, ``aveyb sweep``, ``aveyb report``, ``aveyb quickstart``, ``aveyb tasks``.
+
+Thin: parse arguments, build a :class:`~aveyb.tasks.config.FinetuneConfig`, call the library.
+Heavy imports happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None,
+                   help="fine-tuning preset (paper, quick, cpu-tiny, quickstart, ci) or a YAML file; "
+                        "default: the paper's protocol")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any fine-tuning option (value parsed as YAML); repeatable")
+    p.add_argument("--data-dir", default=None, help="folder holding tasks/<name>/ (default: $AVEYB_DATA_DIR)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps (overrides epochs)")
+
+
+def _config(args, **extra):
+    from aveyb.tasks.config import build_config, parse_set_items
+
+    overrides = parse_set_items(args.overrides)
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    return build_config(args.preset, overrides)
+
+
+def _sweep_settings(args) -> tuple[list[float], list[int]]:
+    from aveyb.tasks.config import LR_GRID, load_preset
+
+    preset = (load_preset(args.preset).get("sweep") or {}) if args.preset else {}
+    lrs = args.lrs or preset.get("lrs") or list(LR_GRID)
+    seeds = args.seeds or preset.get("seeds") or list(range(10))
+    return [float(x) for x in lrs], [int(s) for s in seeds]
+
+
+def cmd_finetune(args) -> int:
+    from aveyb.tasks.runner import run_finetune
+
+    cfg = _config(args, lr=args.lr, seed=args.seed)
+    run_finetune(args.model, args.task, args.output_dir, cfg, data_dir=args.data_dir, force=args.force)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from aveyb.evaluation.report import write_report
+    from aveyb.evaluation.sweep import run_sweep, sweep_grid
+
+    cfg = _config(args)
+    lrs, seeds = _sweep_settings(args)
+    grid = sweep_grid(args.models, args.tasks, lrs, seeds)
+    print(f"[aveyb sweep] {len(grid)} runs: {len(args.models)} model(s) x {len(args.tasks)} task(s) x "
+          f"{len(lrs)} lr x {len(seeds)} seed(s) -> {args.output_dir}")
+    failures = run_sweep(args.output_dir, grid, cfg, data_dir=args.data_dir, fail_fast=args.fail_fast)
+    if not args.no_report:
+        files = write_report(args.output_dir, command="aveyb " + shlex.join(sys.argv[1:]) if sys.argv else None)
+        print(files["markdown"].read_text())
+    if failures:
+        print(f"[aveyb sweep] {len(failures)} run(s) failed:")
+        for spec, err in failures:
+            print(f"  {spec.model_name} {spec.task} lr={spec.lr:g} seed={spec.seed}: {err}")
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from aveyb.evaluation.report import write_report
+
+    files = write_report(args.results_dir, args.output_dir, plots=not args.no_plots, title=args.title)
+    print(files["markdown"].read_text())
+    for kind, path in files.items():
+        print(f"[aveyb report] {kind}: {path}")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    from aveyb.tasks.quickstart import quickstart
+
+    return quickstart(output_dir=args.output_dir, pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
+                      model=args.model, tasks=args.tasks, force=args.force)
+
+
+def cmd_tasks(args) -> int:
+    from aveyb.tasks.registry import REGISTRY
+
+    for name in sorted(REGISTRY):
+        t = REGISTRY[name]
+        print(f"{name:24s} {t.family:24s} {t.source:9s} {t.main_metric:16s} {t.description}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune and score a model on one task",
+                       description="Fine-tune a model (path or Hub id) on a task; writes OUTPUT_DIR/results.json. "
+                                   "A finished run is skipped unless --force.")
+    p.add_argument("--model", required=True, help="save_pretrained folder or Hugging Face id")
+    p.add_argument("--task", required=True, help="task name (see `aveyb tasks`)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--force", action="store_true", help="re-run even if results.json exists")
+    _add_common(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("sweep", help="learning-rate x seed grid for models x tasks, then a report",
+                       description="Runs OUTPUT_DIR/<model>/<task>/lr<lr>/seed<seed>; finished runs are skipped "
+                                   "(resume by re-running). Best lr chosen on validation; median over seeds.")
+    p.add_argument("--models", nargs="+", required=True, help="paths / Hub ids, optionally NAME=PATH")
+    p.add_argument("--tasks", nargs="+", required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--lrs", nargs="+", type=float, default=None, help="default: the preset's, else the paper's grid")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the preset's, else 0..9")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    p.add_argument("--no-report", action="store_true")
+    _add_common(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="markdown / CSV tables and plots from a folder of results")
+    p.add_argument("results_dir")
+    p.add_argument("--output-dir", default=None, help="default: RESULTS_DIR")
+    p.add_argument("--title", default="Fine-tuning results")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("quickstart", help="pretrain a tiny Avey-B on the bundled corpus, fine-tune, print a table",
+                       description="No data download, no GPU: pretrains the tiny preset on the bundled sample "
+                                   "corpus (aveyb pretrain), fine-tunes it on generated needle-in-a-haystack and "
+                                   "the task samples shipped with aveyb, prints and saves the results table.")
+    p.add_argument("--output-dir", default="aveyb-quickstart")
+    p.add_argument("--pretrain-steps", type=int, default=300)
+    p.add_argument("--finetune-steps", type=int, default=None, help="default: the quickstart preset's")
+    p.add_argument("--model", default=None, help="skip pretraining and fine-tune this model instead")
+    p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument("--force", action="store_true", help="re-run finished steps")
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("tasks", help="list the fine-tuning tasks")
+    p.set_defaults(func=cmd_tasks)
