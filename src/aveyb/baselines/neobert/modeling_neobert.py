@@ -3,8 +3,9 @@
 A pre-norm Transformer encoder: token embedding (no absolute positions) ->
 ``num_hidden_layers`` blocks of [RMSNorm -> multi-head self-attention with rotary
 positions -> residual; RMSNorm -> SwiGLU -> residual] -> final RMSNorm. No linear layer of
-the encoder has a bias. Attention is ``torch.nn.functional.scaled_dot_product_attention``
-with a boolean key-padding mask.
+the encoder has a bias. Attention is always ``torch.nn.functional.scaled_dot_product_attention``
+with a boolean key-padding mask (``attn_implementation`` is ignored; PyTorch picks the
+flash, memory-efficient or math kernel).
 
 Two layout details match the published checkpoint so that its weights convert by renaming
 only (see ``convert.py``): the fused ``qkv`` projection is laid out per head as
@@ -142,6 +143,16 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed = value
 
+    @staticmethod
+    def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, 1, 1, T) boolean, True where the key is a real token; None when nothing is padded,
+        so that SDPA may pick its flash kernel (kept as a mask under torch.compile)."""
+        if attention_mask is None:
+            return None
+        if not torch.compiler.is_compiling() and bool(attention_mask.all()):
+            return None
+        return attention_mask.bool()[:, None, None, :]
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -160,8 +171,7 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
             position_ids = torch.arange(length, device=x.device)[None]
         angle_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         cos, sin = rotary_angles(position_ids, self.config.head_dim, self.config.rope_theta, angle_dtype)
-        # (B, 1, 1, T) boolean: True where the key is a real token.
-        key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+        key_mask = self._key_mask(attention_mask)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
