@@ -50,7 +50,7 @@ def build_config(arch: str, preset: str, vocab_size: int, **overrides):
         from aveyb.config import preset_config
 
         return preset_config(preset, vocab_size=vocab_size, **overrides)
-    from aveyb.baselines import baseline_config  # noqa: PLC0415 (heavy, optional)
+    from aveyb.baselines import baseline_config
 
     return baseline_config(arch, preset, vocab_size=vocab_size, **overrides)
 

@@ -44,7 +44,12 @@ def register() -> None:
 
 
 __all__ = [
-    "NeoBERTConfig", "NeoBERTPreTrainedModel", "NeoBERTModel", "NeoBERTForMaskedLM",
-    "NeoBERTForSequenceClassification", "NeoBERTForTokenClassification", "NeoBERTForQuestionAnswering",
+    "NeoBERTConfig",
+    "NeoBERTForMaskedLM",
+    "NeoBERTForQuestionAnswering",
+    "NeoBERTForSequenceClassification",
+    "NeoBERTForTokenClassification",
+    "NeoBERTModel",
+    "NeoBERTPreTrainedModel",
     "register",
 ]

@@ -39,7 +39,7 @@ def is_published_neobert_state_dict(keys) -> bool:
 
 def convert_key(key: str) -> str:
     """Our name for one published parameter name (raises on a name it does not know)."""
-    body = key[len("model."):] if key.startswith("model.") else key
+    body = key.removeprefix("model.")
     if body == "encoder.weight":
         return "neobert.embed.weight"
     if body == "layer_norm.weight":

@@ -166,7 +166,7 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
-        batch, length, _ = x.shape
+        length = x.shape[1]
         if position_ids is None:
             position_ids = torch.arange(length, device=x.device)[None]
         angle_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -317,6 +317,12 @@ class NeoBERTForQuestionAnswering(NeoBERTPreTrainedModel):
 
 
 __all__ = [
-    "NeoBERTPreTrainedModel", "NeoBERTModel", "NeoBERTForMaskedLM", "NeoBERTForSequenceClassification",
-    "NeoBERTForTokenClassification", "NeoBERTForQuestionAnswering", "apply_rotary", "rotary_angles",
+    "NeoBERTForMaskedLM",
+    "NeoBERTForQuestionAnswering",
+    "NeoBERTForSequenceClassification",
+    "NeoBERTForTokenClassification",
+    "NeoBERTModel",
+    "NeoBERTPreTrainedModel",
+    "apply_rotary",
+    "rotary_angles",
 ]
