@@ -23,6 +23,8 @@ scheme. Only the layer input and Z (the enricher output) are kept per layer.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -94,120 +96,118 @@ class _RMSNorm(torch.autograd.Function):
 
 # ---- the mix kernels ---------------------------------------------------------------------------
 @triton.jit
-def _bypass_block(z_ptr, out_ptr, m, t0, blk, S, D, ZW, OW,
-                  ACT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_B: tl.constexpr):
-    """out[m, rows, D + c] = act(z[m, rows, 2D + c]) for one (BLOCK_T x BLOCK_B) block of Zb."""
-    rows = t0 + tl.arange(0, BLOCK_T)
-    cols = blk * BLOCK_B + tl.arange(0, BLOCK_B)
-    ok = (rows < S)[:, None] & (cols < ZW - 2 * D)[None, :]
-    rbase = (m.to(tl.int64) * S + rows)
-    z = tl.load(z_ptr + rbase[:, None] * ZW + 2 * D + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    tl.store(out_ptr + rbase[:, None] * OW + D + cols[None, :], _act(z, ACT).to(out_ptr.dtype.element_ty), mask=ok)
+def _activate_kernel(
+    z_ptr, mask_ptr, u_ptr, inv_ptr, out_ptr, R, D, ZW, OW, eps,
+    HAS_MASK: tl.constexpr, ACT: tl.constexpr, NEED_NORM: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_B: tl.constexpr,
+):
+    """One pass over the enricher output Z (R rows of width ZW = E·d), activation applied once:
+
+    column block 0 of the grid: U = act(Z[:, :d]) · mask -> u (R, d), and 1 / max(‖U‖, eps) -> inv;
+    column blocks >= 1: act(Z[:, 2d:]) -> out[:, d:] (the bypass half of the fuser input).
+    """
+    rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row_ok = rows < R
+    blk = tl.program_id(1)
+    r64 = rows.to(tl.int64)
+    if blk == 0:
+        if HAS_MASK:
+            real = row_ok & (tl.load(mask_ptr + r64, mask=row_ok, other=0) != 0)
+        else:
+            real = row_ok
+        dd0 = tl.arange(0, BLOCK_D)
+        sq = tl.zeros((BLOCK_T,), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            dd = d0 + dd0
+            ok = row_ok[:, None] & (dd < D)[None, :]
+            u = _act(tl.load(z_ptr + r64[:, None] * ZW + dd[None, :], mask=ok, other=0.0).to(tl.float32), ACT)
+            u = tl.where(real[:, None] & (dd < D)[None, :], u, 0.0).to(u_ptr.dtype.element_ty)
+            tl.store(u_ptr + r64[:, None] * D + dd[None, :], u, mask=ok)
+            if NEED_NORM:
+                uf = u.to(tl.float32)
+                sq += tl.sum(uf * uf, axis=1)
+        if NEED_NORM:
+            tl.store(inv_ptr + r64, 1.0 / tl.maximum(tl.sqrt(sq), eps), mask=row_ok)
+    else:
+        cols = (blk - 1) * BLOCK_B + tl.arange(0, BLOCK_B)
+        ok = row_ok[:, None] & (cols < ZW - 2 * D)[None, :]
+        z = tl.load(z_ptr + r64[:, None] * ZW + 2 * D + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+        tl.store(out_ptr + r64[:, None] * OW + D + cols[None, :], _act(z, ACT).to(out_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
-def _load_u(z_ptr, mask_ptr, m, rows, dd, S, D, ZW, HAS_MASK: tl.constexpr, ACT: tl.constexpr):
-    """act(Z[m, rows, dd]) rounded to Z's dtype, zero at padded rows and outside the tile."""
-    row_ok = rows < S
-    ok = row_ok[:, None] & (dd < D)[None, :]
+def _gate_store(z_ptr, out_ptr, m, rows, dd, mixed, S, D, ZW, OW, ACT: tl.constexpr):
+    """out[m, rows, dd] = act(G[m, rows, dd]) * mixed, G = Z[..., d:2d] (activation applied here, once)."""
+    ok = (rows < S)[:, None] & (dd < D)[None, :]
     rbase = m.to(tl.int64) * S + rows
-    u = _act(tl.load(z_ptr + rbase[:, None] * ZW + dd[None, :], mask=ok, other=0.0).to(tl.float32), ACT)
-    if HAS_MASK:
-        real = tl.load(mask_ptr + rbase, mask=row_ok, other=0) != 0
-        ok = ok & real[:, None]
-    return tl.where(ok, u, 0.0).to(z_ptr.dtype.element_ty)
+    g = _act(tl.load(z_ptr + rbase[:, None] * ZW + D + dd[None, :], mask=ok, other=0.0).to(tl.float32), ACT)
+    g = g.to(z_ptr.dtype.element_ty).to(tl.float32)
+    tl.store(out_ptr + rbase[:, None] * OW + dd[None, :], (g * mixed).to(out_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
 def _static_mix_kernel(
-    z_ptr, p_ptr, mask_ptr, out_ptr, S, D, ZW, OW,
-    HAS_MASK: tl.constexpr, ACT: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_B: tl.constexpr,
-    PREC: tl.constexpr,
+    z_ptr, u_ptr, p_ptr, out_ptr, S, D, ZW, OW,
+    ACT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
-    """out[:, :D] = act(G) * (P @ act(U)·mask); out[:, D:] = act(Zb)  (static_mix + gate + concat)."""
+    """out[m, rows, dd] = act(G) * (P @ U)[rows, dd]   (aveyb.model.layers.static_mix, then the gate)."""
     m = tl.program_id(0)
-    t0 = tl.program_id(1) * BLOCK_T
-    blk = tl.program_id(2)
-    n_c = tl.cdiv(D, BLOCK_D)
-    if blk < n_c:
-        rows = t0 + tl.arange(0, BLOCK_T)
-        dd = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-        kk = tl.arange(0, BLOCK_K)
-        acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-        for k0 in range(0, S, BLOCK_K):
-            p = tl.load(p_ptr + rows[:, None] * S + (k0 + kk)[None, :],
-                        mask=(rows < S)[:, None] & ((k0 + kk) < S)[None, :], other=0.0)
-            u = _load_u(z_ptr, mask_ptr, m, k0 + kk, dd, S, D, ZW, HAS_MASK, ACT)
-            acc = tl.dot(p, u, acc, input_precision=PREC)
-        ok = (rows < S)[:, None] & (dd < D)[None, :]
-        rbase = m.to(tl.int64) * S + rows
-        g = _act(tl.load(z_ptr + rbase[:, None] * ZW + D + dd[None, :], mask=ok, other=0.0).to(tl.float32), ACT)
-        g = g.to(z_ptr.dtype.element_ty).to(tl.float32)
-        tl.store(out_ptr + rbase[:, None] * OW + dd[None, :], (g * acc).to(out_ptr.dtype.element_ty), mask=ok)
-    else:
-        _bypass_block(z_ptr, out_ptr, m, t0, blk - n_c, S, D, ZW, OW, ACT, BLOCK_T, BLOCK_B)
+    rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    kk = tl.arange(0, BLOCK_K)
+    ubase = m.to(tl.int64) * S
+    acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    for k0 in range(0, S, BLOCK_K):
+        k_ok = (k0 + kk) < S
+        p = tl.load(p_ptr + rows[:, None] * S + (k0 + kk)[None, :], mask=(rows < S)[:, None] & k_ok[None, :], other=0.0)
+        u = tl.load(u_ptr + (ubase + k0 + kk)[:, None] * D + dd[None, :], mask=k_ok[:, None] & (dd < D)[None, :],
+                    other=0.0)
+        acc = tl.dot(p, u, acc, input_precision=PREC)
+    _gate_store(z_ptr, out_ptr, m, rows, dd, acc, S, D, ZW, OW, ACT)
 
 
 @triton.jit
 def _dynamic_mix_kernel(
-    z_ptr, p_ptr, tau_ptr, mask_ptr, out_ptr, S, D, ZW, OW, eps,
+    z_ptr, u_ptr, a_ptr, inv_ptr, p_ptr, tau_ptr, mask_ptr, out_ptr, S, D, ZW, OW, eps,
     HAS_MASK: tl.constexpr, ACT: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_B: tl.constexpr,
-    PREC: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
-    """out[:, :D] = act(G) * (norm(Û Ûᵀ [⊙ P]) @ U); out[:, D:] = act(Zb)  (dynamic_mix + gate + concat)."""
+    """out[m, rows, dd] = act(G) * (norm(Â [⊙ P]) @ U)[rows, dd]   (aveyb.model.layers.dynamic_mix + gate).
+
+    ``a`` holds U Uᵀ per split (one batched GEMM); the cosines Â = inv_t · (U Uᵀ)_tk · inv_k, the
+    coupling with P and the row normalisation happen here in registers, row block by row block.
+    """
     m = tl.program_id(0)
-    t0 = tl.program_id(1) * BLOCK_T
-    blk = tl.program_id(2)
-    if blk == 0:
-        rows = t0 + tl.arange(0, BLOCK_T)
-        keys = tl.arange(0, BLOCK_S)
-        dd0 = tl.arange(0, BLOCK_D)
-        acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
-        n_rows = tl.zeros((BLOCK_T,), dtype=tl.float32)
-        n_keys = tl.zeros((BLOCK_S,), dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            ur = _load_u(z_ptr, mask_ptr, m, rows, d0 + dd0, S, D, ZW, HAS_MASK, ACT)
-            uk = _load_u(z_ptr, mask_ptr, m, keys, d0 + dd0, S, D, ZW, HAS_MASK, ACT)
-            acc = tl.dot(ur, tl.trans(uk), acc, input_precision=PREC)
-            urf = ur.to(tl.float32)
-            ukf = uk.to(tl.float32)
-            n_rows += tl.sum(urf * urf, axis=1)
-            n_keys += tl.sum(ukf * ukf, axis=1)
-        inv_r = 1.0 / tl.maximum(tl.sqrt(n_rows), eps)
-        inv_k = 1.0 / tl.maximum(tl.sqrt(n_keys), eps)
-        a = acc * inv_r[:, None] * inv_k[None, :]
-        key_in = keys < S
-        if COUPLED:
-            p = tl.load(p_ptr + rows[:, None] * S + keys[None, :],
-                        mask=(rows < S)[:, None] & key_in[None, :], other=0.0).to(tl.float32)
-            a = a * p
-        if NORM == 0:
-            a = a / tl.maximum(tl.sum(tl.abs(a), axis=1), eps)[:, None]
-        elif NORM == 1:
-            key_real = key_in
-            if HAS_MASK:
-                key_real = key_in & (tl.load(mask_ptr + m.to(tl.int64) * S + keys, mask=key_in, other=0) != 0)
-            logits = a / tl.load(tau_ptr).to(tl.float32)
-            logits = tl.where(key_real[None, :], logits, -3.0e38)
-            logits = tl.where(key_in[None, :], logits, float("-inf"))
-            e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
-            a = e / tl.sum(e, axis=1)[:, None]
-        elif NORM == 3:
-            a = a / (tl.sum(a, axis=1) + eps)[:, None]
-        a = a.to(z_ptr.dtype.element_ty)
-        for d0 in range(0, D, BLOCK_D):
-            dd = d0 + dd0
-            uk = _load_u(z_ptr, mask_ptr, m, keys, dd, S, D, ZW, HAS_MASK, ACT)
-            mixed = tl.dot(a, uk, input_precision=PREC)
-            ok = (rows < S)[:, None] & (dd < D)[None, :]
-            rbase = m.to(tl.int64) * S + rows
-            g = _act(tl.load(z_ptr + rbase[:, None] * ZW + D + dd[None, :], mask=ok, other=0.0).to(tl.float32), ACT)
-            g = g.to(z_ptr.dtype.element_ty).to(tl.float32)
-            tl.store(out_ptr + rbase[:, None] * OW + dd[None, :], (g * mixed).to(out_ptr.dtype.element_ty), mask=ok)
-    else:
-        _bypass_block(z_ptr, out_ptr, m, t0, blk - 1, S, D, ZW, OW, ACT, BLOCK_T, BLOCK_B)
+    rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    keys = tl.arange(0, BLOCK_S)
+    key_in = keys < S
+    row_in = rows < S
+    base = m.to(tl.int64) * S
+    a = tl.load(a_ptr + (base + rows)[:, None] * S + keys[None, :], mask=row_in[:, None] & key_in[None, :],
+                other=0.0).to(tl.float32)
+    inv_r = tl.load(inv_ptr + base + rows, mask=row_in, other=0.0)
+    inv_k = tl.load(inv_ptr + base + keys, mask=key_in, other=0.0)
+    a = a * inv_r[:, None] * inv_k[None, :]
+    if COUPLED:
+        a = a * tl.load(p_ptr + rows[:, None] * S + keys[None, :], mask=row_in[:, None] & key_in[None, :],
+                        other=0.0).to(tl.float32)
+    if NORM == 0:
+        a = a / tl.maximum(tl.sum(tl.abs(a), axis=1), eps)[:, None]
+    elif NORM == 1:
+        key_real = key_in
+        if HAS_MASK:
+            key_real = key_in & (tl.load(mask_ptr + base + keys, mask=key_in, other=0) != 0)
+        logits = a / tl.load(tau_ptr).to(tl.float32)
+        logits = tl.where(key_real[None, :], logits, -3.0e38)
+        logits = tl.where(key_in[None, :], logits, float("-inf"))
+        e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
+        a = e / tl.sum(e, axis=1)[:, None]
+    elif NORM == 3:
+        a = a / (tl.sum(a, axis=1) + eps)[:, None]
+    u = tl.load(u_ptr + (base + keys)[:, None] * D + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
+    mixed = tl.dot(a.to(u_ptr.dtype.element_ty), u, input_precision=PREC)
+    _gate_store(z_ptr, out_ptr, m, rows, dd, mixed, S, D, ZW, OW, ACT)
 
 
 def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: int, act: str,
@@ -216,42 +216,53 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     """Triton [G ⊙ mix(U) ; act(Zb)] from the enricher's pre-activation Z (M, S, E·d) -> (M, S, (E-1)·d).
 
     Matches :func:`reference_mix_and_gate` (the lines of ``AveyBLayer.forward`` between the two GEMMs).
+    Three launches: ``_activate_kernel`` (activation once; U, its inverse row norms, the bypass
+    half), for dynamic layers one batched GEMM U Uᵀ (S x S per split, cuBLAS), then the mix kernel.
     """
     z = z.contiguous()
     n_split, split_size, zw = z.shape
     ow = zw - width
+    rows = n_split * split_size
     out = torch.empty(n_split, split_size, ow, device=z.device, dtype=z.dtype)
     if n_split == 0:
         return out
     has_mask = mask is not None
     mask_u8 = mask.contiguous().view(torch.uint8) if has_mask else z
     prec = _dot_precision(z.dtype)
-    block_b = 128
-    n_bypass = triton.cdiv(zw - 2 * width, block_b)
-    if kind == "static":
+    dynamic = kind != "static"
+    u = torch.empty(n_split, split_size, width, device=z.device, dtype=z.dtype)
+    inv = torch.empty(rows, device=z.device, dtype=torch.float32) if dynamic else u
+    block_b = 256
+    grid = (triton.cdiv(rows, 32), 1 + triton.cdiv(zw - 2 * width, block_b))
+    _activate_kernel[grid](
+        z, mask_u8, u, inv, out, rows, width, zw, ow, eps,
+        HAS_MASK=has_mask, ACT=ACT_IDS[act], NEED_NORM=dynamic, BLOCK_T=32, BLOCK_D=128, BLOCK_B=block_b,
+        num_warps=4,
+    )
+    if not dynamic:
         p = spatial_proj.to(z.dtype).contiguous()
-        block_t, block_d, block_k = 64, 64, (64 if z.dtype != torch.float32 else 32)
-        grid = (n_split, triton.cdiv(split_size, block_t), triton.cdiv(width, block_d) + n_bypass)
+        block_t, block_d, block_k = 64, 128, (64 if z.dtype != torch.float32 else 32)
+        grid = (n_split, triton.cdiv(split_size, block_t), triton.cdiv(width, block_d))
         _static_mix_kernel[grid](
-            z, p, mask_u8, out, split_size, width, zw, ow,
-            HAS_MASK=has_mask, ACT=ACT_IDS[act], BLOCK_T=block_t, BLOCK_D=block_d, BLOCK_K=block_k,
-            BLOCK_B=block_b, PREC=prec, num_warps=4, num_stages=3,
+            z, u, p, out, split_size, width, zw, ow,
+            ACT=ACT_IDS[act], BLOCK_T=block_t, BLOCK_D=block_d, BLOCK_K=block_k, PREC=prec,
+            num_warps=4, num_stages=3,
         )
-    else:
-        coupled = kind == "coupled"
-        p = spatial_proj.to(torch.float32).contiguous() if coupled else z
-        tau_t = tau if (norm == "softmax" and tau is not None) else torch.ones((), device=z.device)
-        block_s = max(16, triton.next_power_of_2(split_size))
-        block_t = 64 if block_s <= 256 else 32
-        block_t = min(block_t, block_s)
-        block_d = 64 if z.dtype != torch.float32 else 32
-        grid = (n_split, triton.cdiv(split_size, block_t), 1 + n_bypass)
-        _dynamic_mix_kernel[grid](
-            z, p, tau_t.detach().float().contiguous(), mask_u8, out, split_size, width, zw, ow, eps,
-            HAS_MASK=has_mask, ACT=ACT_IDS[act], NORM=NORM_IDS[norm], COUPLED=coupled,
-            BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=block_d, BLOCK_B=block_b, PREC=prec,
-            num_warps=8, num_stages=2,
-        )
+        return out
+    a = torch.bmm(u, u.transpose(1, 2))  # U Uᵀ per split: (M, S, S), in z's dtype
+    coupled = kind == "coupled"
+    p = spatial_proj.to(torch.float32).contiguous() if coupled else z
+    tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else inv
+    block_s = max(16, triton.next_power_of_2(split_size))
+    block_t = 64 if block_s <= 256 else 32
+    block_t = min(block_t, block_s)
+    block_d = 64
+    grid = (n_split, triton.cdiv(split_size, block_t), triton.cdiv(width, block_d))
+    _dynamic_mix_kernel[grid](
+        z, u, a, inv, p, tau_t, mask_u8, out, split_size, width, zw, ow, eps,
+        HAS_MASK=has_mask, ACT=ACT_IDS[act], NORM=NORM_IDS[norm], COUPLED=coupled,
+        BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=block_d, PREC=prec, num_warps=4, num_stages=2,
+    )
     return out
 
 
@@ -268,8 +279,20 @@ def reference_mix_and_gate(z, mask, kind, width, act, norm="sum", eps=1e-12, spa
     return torch.cat([gate * mixed, bypass], dim=-1)
 
 
+_COMPILED: dict = {}
+
+
+def _maybe_compiled(fn):
+    """``fn`` under ``torch.compile`` for the recompute-backward (AVEYB_COMPILE_BACKWARD=0 turns it off)."""
+    if os.environ.get("AVEYB_COMPILE_BACKWARD", "1") == "0":
+        return fn
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=True)
+    return _COMPILED[fn]
+
+
 class _MixAndGate(torch.autograd.Function):
-    """Triton forward; backward recomputes :func:`reference_mix_and_gate` and differentiates it."""
+    """Triton forward; backward recomputes :func:`reference_mix_and_gate` (compiled) and differentiates it."""
 
     @staticmethod
     def forward(ctx, z, mask, spatial_proj, tau, kind, width, act, norm, eps):
@@ -284,11 +307,31 @@ class _MixAndGate(torch.autograd.Function):
         with torch.enable_grad():
             leaves = [None if t is None else t.detach().requires_grad_(ctx.needs_input_grad[n])
                       for n, t in ((0, z), (2, spatial_proj), (3, tau))]
-            out = reference_mix_and_gate(leaves[0], mask, kind, width, act, norm, eps, leaves[1], leaves[2])
+            out = _maybe_compiled(reference_mix_and_gate)(leaves[0], mask, kind, width, act, norm, eps,
+                                                          leaves[1], leaves[2])
             wanted = [t for t in leaves if t is not None and t.requires_grad]
             grads = iter(torch.autograd.grad(out, wanted, grad)) if wanted else iter(())
         gz, gp, gt = (next(grads) if (t is not None and t.requires_grad) else None for t in leaves)
         return gz, None, gp, gt, None, None, None, None, None
+
+
+@triton.jit
+def _residual_kernel(y_ptr, x_ptr, alpha_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    """out = y + alpha * x (alpha a 0-dim tensor), the layer's last line."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < n
+    alpha = tl.load(alpha_ptr).to(tl.float32)
+    y = tl.load(y_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offs, (y + alpha * x).to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def residual(y: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    out = torch.empty(y.shape, device=y.device, dtype=torch.promote_types(torch.promote_types(y.dtype, x.dtype),
+                                                                          alpha.dtype))
+    n = y.numel()
+    _residual_kernel[(triton.cdiv(n, 4096),)](y.contiguous(), x.contiguous(), alpha, out, n, BLOCK=4096, num_warps=8)
+    return out
 
 
 def _activation_name(layer) -> str:
@@ -299,15 +342,25 @@ def _activation_name(layer) -> str:
 
 
 def layer_forward(layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d) -> (M, S, d)."""
+    """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d) -> (M, S, d).
+
+    Without autograd (inference) the kernels are called directly; with it, through the
+    :class:`torch.autograd.Function` wrappers whose backward recomputes the reference.
+    """
     width = x.shape[-1]
+    kind = layer.kind
+    proj = getattr(layer, "spatial_proj", None) if kind in ("static", "coupled") else None
+    tau = getattr(layer, "tau", None) if layer.dynamic_norm == "softmax" and kind != "static" else None
+    act = _activation_name(layer)
+    grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
+    if not grad:
+        normed = rms_norm(x, layer.norm.weight, layer.norm.eps)
+        z = F.linear(normed, layer.enricher.weight, layer.enricher.bias)
+        mixed = mix_and_gate(z, mask, kind, width, act, layer.dynamic_norm, layer.eps, proj, tau)
+        y = F.linear(mixed, layer.fuser.weight, layer.fuser.bias)
+        return residual(y, x, layer.alpha)
     normed = _RMSNorm.apply(x, layer.norm.weight, layer.norm.eps)
     z = F.linear(normed, layer.enricher.weight, layer.enricher.bias)
-    kind = layer.kind
-    mixed = _MixAndGate.apply(
-        z, mask, getattr(layer, "spatial_proj", None) if kind in ("static", "coupled") else None,
-        getattr(layer, "tau", None) if layer.dynamic_norm == "softmax" and kind != "static" else None,
-        kind, width, _activation_name(layer), layer.dynamic_norm, layer.eps,
-    )
+    mixed = _MixAndGate.apply(z, mask, proj, tau, kind, width, act, layer.dynamic_norm, layer.eps)
     y = F.linear(mixed, layer.fuser.weight, layer.fuser.bias)
-    return torch.addcmul(y, x, layer.alpha)
+    return y + layer.alpha * x
