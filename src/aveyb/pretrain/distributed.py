@@ -79,12 +79,28 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str) -> torch.n
     if strategy == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
+        # FSDP2 cannot shard 0-dim parameters (Avey-B's alpha): they stay replicated and
+        # their gradients are averaged by sync_replicated_grads after backward.
+        scalars = {p for p in model.parameters() if p.dim() == 0}
+        model._aveyb_replicated = sorted(scalars, key=id)
         blocks = _largest_module_list(model)
         for block in blocks or []:
-            fully_shard(block)
-        fully_shard(model)
+            fully_shard(block, ignored_params=scalars & set(block.parameters()))
+        fully_shard(model, ignored_params=scalars)
         return model
     raise ValueError(f"unknown distributed strategy {strategy!r}")
+
+
+def sync_replicated_grads(model: torch.nn.Module, info: DistInfo) -> None:
+    """Average over ranks the gradients of parameters FSDP2 left unsharded (see wrap_model)."""
+    params = [p for p in getattr(model, "_aveyb_replicated", []) if p.grad is not None]
+    if not params or not info.enabled:
+        return
+    flat = torch.stack([p.grad.reshape(()) for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= info.world_size
+    for p, g in zip(params, flat):
+        p.grad.copy_(g.reshape(p.grad.shape))
 
 
 def _largest_module_list(model: torch.nn.Module):

@@ -26,7 +26,14 @@ from aveyb.data.sources import validate_source
 from aveyb.data.tokenizer import load_tokenizer, model_vocab_size, special_token_ids
 from aveyb.pretrain import checkpoint as ckpt
 from aveyb.pretrain.config import PretrainConfig
-from aveyb.pretrain.distributed import DistInfo, all_reduce_sum, init_distributed, shutdown, wrap_model
+from aveyb.pretrain.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    init_distributed,
+    shutdown,
+    sync_replicated_grads,
+    wrap_model,
+)
 from aveyb.pretrain.optim import build_optimizer, lr_factor, set_lr
 
 # Dense bf16 peak of one device, FLOP/s (datasheet, no sparsity), for MFU.
@@ -351,6 +358,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
                     f"loss is {loss_value} at step {step + 1}: stopping without an optimizer step. "
                     f"The last good checkpoint is {where if where else 'none (no checkpoint was written yet)'}; "
                     f"lower lr, raise warmup or check the data, then --resume.")
+            sync_replicated_grads(model, info)
             grad_norm = _clip(model, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
