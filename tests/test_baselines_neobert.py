@@ -220,3 +220,21 @@ def test_loads_a_checkpoint_laid_out_like_the_published_one(tmp_path, head):
         assert out.last_hidden_state.shape == (2, 13, 32)
     else:
         assert out.logits.shape == (2, 2)
+
+
+def test_auto_classes_convert_a_published_layout_checkpoint(tmp_path):
+    """The fine-tuning harness calls AutoModelFor….from_pretrained directly: same conversion."""
+    from transformers import AutoModelForSequenceClassification
+
+    test_loads_a_checkpoint_laid_out_like_the_published_one(tmp_path, "masked_lm")
+    register()
+    model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path), num_labels=3)
+    assert isinstance(model, NeoBERTForSequenceClassification) and model.config.num_labels == 3
+    reference = NeoBERTForMaskedLM.from_pretrained(str(tmp_path))
+    torch.testing.assert_close(model.neobert.layers[1].ffn.down.weight, reference.neobert.layers[1].ffn.down.weight)
+    assert not torch.equal(model.neobert.embed.weight, NeoBERTModel(model.config).embed.weight)
+    model.save_pretrained(tmp_path / "ours")  # converted once, saved in our names
+    assert "auto_map" not in json.loads((tmp_path / "ours" / "config.json").read_text())
+    again = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "ours"))
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name

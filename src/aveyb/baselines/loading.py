@@ -1,12 +1,12 @@
 """Load a published or saved checkpoint of any architecture by Hub id or local path.
 
-BERT, RoBERTa, ModernBERT and Avey-B go through the transformers Auto classes. NeoBERT
-checkpoints saved by this package do too. The published NeoBERT (``chandar-lab/NeoBERT``)
-ships remote code with its own parameter names: :func:`load_baseline` reads its
-``config.json`` with our :class:`NeoBERTConfig` (which understands its keys), renames its
-weights with :mod:`aveyb.baselines.neobert.convert` and loads them into our classes, so no
-remote code runs. ``trust_remote_code=True`` bypasses all this and returns the authors' own
-classes (their heads and outputs, not ours).
+Everything goes through the transformers Auto classes. The published NeoBERT
+(``chandar-lab/NeoBERT``) ships remote code with its own parameter names; our NeoBERT
+classes recognise such a checkpoint in ``from_pretrained`` (so the Auto classes, and the
+fine-tuning harness, load it too), read its ``config.json`` with our
+:class:`NeoBERTConfig` (which understands its keys) and rename its weights with
+:mod:`aveyb.baselines.neobert.convert`; no remote code runs. ``trust_remote_code=True``
+loads the authors' own classes instead (their heads and outputs, not ours).
 """
 
 from __future__ import annotations
@@ -63,26 +63,62 @@ def _weight_names(name_or_path: str, hub_kwargs: dict) -> list[str] | None:
     return None
 
 
-def load_published_neobert(name_or_path: str, head: str = "masked_lm", dtype=None, **kwargs):
-    """The published NeoBERT checkpoint in our classes (weights renamed, no remote code)."""
-    from aveyb.architectures import auto_class
+def is_published_neobert_checkpoint(name_or_path, hub_kwargs: dict | None = None) -> bool:
+    """True when ``name_or_path`` holds weights with the published NeoBERT's parameter names."""
+    from aveyb.baselines.neobert.convert import is_published_neobert_state_dict
+
+    hub_kwargs = hub_kwargs or {}
+    try:
+        names = _weight_names(str(name_or_path), hub_kwargs)
+        if names is None:
+            names = list(read_state_dict(str(name_or_path), **hub_kwargs))
+    except (OSError, FileNotFoundError, ValueError):
+        return False  # let from_pretrained report the problem
+    return is_published_neobert_state_dict(names)
+
+
+# from_pretrained keywords the conversion path understands besides config fields.
+_IGNORED_LOAD_KEYS = ("trust_remote_code", "low_cpu_mem_usage", "use_safetensors", "attn_implementation",
+                      "_from_auto", "_from_pipeline", "_commit_hash", "adapter_kwargs")
+
+
+def load_published_neobert(model_class, name_or_path, config=None, dtype=None, torch_dtype=None,
+                           device_map=None, **kwargs):
+    """The published NeoBERT checkpoint as ``model_class`` (ours): weights renamed, no remote code.
+
+    Called by ``NeoBERTPreTrainedModel.from_pretrained`` (so the Auto classes take this path
+    too); other keywords are config fields such as ``num_labels``.
+    """
+    import torch
+
     from aveyb.baselines.neobert import NeoBERTConfig
     from aveyb.baselines.neobert.convert import convert_published_state_dict
 
     hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KEYS if k in kwargs}
-    config = NeoBERTConfig.from_pretrained(name_or_path, **hub_kwargs, **kwargs)
-    model = auto_class(head).from_config(config)
-    state = convert_published_state_dict(read_state_dict(name_or_path, **hub_kwargs))
-    if head == "base":
-        state = {k[len("neobert."):]: v for k, v in state.items() if k.startswith("neobert.")}
+    for key in _IGNORED_LOAD_KEYS:
+        kwargs.pop(key, None)
+    if config is None:
+        config = NeoBERTConfig.from_pretrained(name_or_path, **hub_kwargs, **kwargs)
+    else:
+        for key, value in kwargs.items():
+            setattr(config, key, value)
+    model = model_class(config)
+    state = convert_published_state_dict(read_state_dict(str(name_or_path), **hub_kwargs))
+    prefix = model.base_model_prefix + "."
+    if not hasattr(model, model.base_model_prefix):  # the bare encoder
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     expected = set(model.state_dict())
-    state = {k: v for k, v in state.items() if k in expected}
-    missing = model.load_state_dict(state, strict=False).missing_keys
-    encoder_missing = [k for k in missing if k.startswith("neobert.") or head == "base"]
+    missing = model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False).missing_keys
+    encoder_missing = [k for k in missing if k.startswith(prefix) or not hasattr(model, model.base_model_prefix)]
     if encoder_missing:
         raise KeyError(f"the checkpoint lacks encoder weights: {encoder_missing[:5]}")
-    if dtype is not None:
+    dtype = dtype if dtype is not None else torch_dtype
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    if isinstance(dtype, torch.dtype):
         model = model.to(dtype)
+    if isinstance(device_map, (str, torch.device)) and device_map != "auto":
+        model = model.to(device_map)
     return model.eval()
 
 
@@ -91,24 +127,9 @@ def load_baseline(name_or_path: str, head: str = "masked_lm", **kwargs):
 
     ``head`` is one of ``base``, ``masked_lm``, ``sequence_classification``,
     ``token_classification``, ``question_answering``; ``kwargs`` go to ``from_pretrained``
-    (e.g. ``num_labels=3``, ``dtype=torch.bfloat16``, ``revision=…``).
+    (e.g. ``num_labels=3``, ``dtype=torch.bfloat16``, ``revision=…``). The published NeoBERT
+    is converted on the fly; ``trust_remote_code=True`` loads its authors' classes instead.
     """
-    from aveyb.architectures import auto_class, register_all
+    from aveyb.architectures import auto_class
 
-    register_all()
-    auto = auto_class(head)
-    if kwargs.get("trust_remote_code"):
-        return auto.from_pretrained(name_or_path, **kwargs)
-    from transformers import AutoConfig
-
-    hub_kwargs = {k: kwargs[k] for k in _HUB_KEYS if k in kwargs}
-    config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
-    if config.model_type == "neobert":
-        from aveyb.baselines.neobert.convert import is_published_neobert_state_dict
-
-        names = _weight_names(name_or_path, hub_kwargs)
-        if names is None:
-            names = list(read_state_dict(name_or_path, **hub_kwargs))
-        if is_published_neobert_state_dict(names):
-            return load_published_neobert(name_or_path, head=head, **kwargs)
-    return auto.from_pretrained(name_or_path, **kwargs)
+    return auto_class(head).from_pretrained(name_or_path, **kwargs)

@@ -17,8 +17,9 @@ from transformers import PretrainedConfig
 
 CLASSIFIER_POOLINGS = ("cls", "mean")
 
-# Keys of the published config that carry no information for us.
-_PUBLISHED_DROPPED_KEYS = ("dim_head", "kwargs", "rope", "ngpt")
+# Keys of the published config that carry no information for us (auto_map points at its remote
+# code, which a checkpoint saved by us does not contain).
+_PUBLISHED_DROPPED_KEYS = ("dim_head", "kwargs", "rope", "ngpt", "auto_map")
 
 
 def _check_int(name: str, value, minimum: int) -> None:

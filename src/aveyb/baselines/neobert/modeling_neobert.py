@@ -114,6 +114,21 @@ class NeoBERTPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["NeoBERTBlock"]
     _supports_sdpa = True
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """As ``PreTrainedModel.from_pretrained``; a checkpoint of the published NeoBERT
+        (remote code, its own parameter names) is converted to ours on the fly."""
+        from aveyb.baselines.loading import _HUB_KEYS, is_published_neobert_checkpoint, load_published_neobert
+
+        hub_kwargs = {k: kwargs[k] for k in _HUB_KEYS if k in kwargs}
+        if (
+            not model_args
+            and pretrained_model_name_or_path is not None
+            and is_published_neobert_checkpoint(pretrained_model_name_or_path, hub_kwargs)
+        ):
+            return load_published_neobert(cls, pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module):
         """NeoBERT's initialisation: uniform(±range) for embeddings and linear weights, zero biases."""
