@@ -50,3 +50,20 @@ def make_tiny_bert(path: str | Path, texts: Iterable[str] = (), hidden_size: int
     BertForMaskedLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def fixture_loader(root: str | Path):
+    """A ``load_split(path, name, split)`` reading Hub-format fixtures saved as
+    ``root/<path>/<name or _>/<split>.jsonl`` + ``features.json`` (``datasets.Features``)."""
+    import json
+
+    def load(path: str, name: str | None, split: str):
+        import datasets
+
+        from aveyb.tasks.data import read_jsonl
+
+        folder = Path(root) / path / (name or "_")
+        features = datasets.Features.from_dict(json.loads((folder / "features.json").read_text()))
+        return datasets.Dataset.from_list(read_jsonl(folder / f"{split}.jsonl"), features=features)
+
+    return load
