@@ -142,6 +142,8 @@ class SequencePacker:
         while len(doc) > T:
             self.pending.append(doc[:T])
             doc = doc[T:]
+        if doc == [self.eos_id]:  # the document filled its last piece exactly: no lone separator
+            return
         self.current.extend(doc)
         if len(self.current) == T:
             self.pending.append(self.current)

@@ -77,6 +77,12 @@ class PretrainConfig:
     def validate(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if hints[f.name] is float and isinstance(value, str):  # YAML reads "1e-3" as a string
+                try:
+                    setattr(self, f.name, float(value))
+                except ValueError:
+                    pass
             _check_type(f.name, getattr(self, f.name), hints[f.name])
         for name in ("seq_len", "global_batch_tokens", "micro_batch_size", "max_steps", "log_every",
                      "eval_every", "checkpoint_every", "keep_checkpoints"):
