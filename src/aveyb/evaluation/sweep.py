@@ -58,7 +58,7 @@ def sweep_grid(models: Iterable[str], tasks: Iterable[str], lrs: Iterable[float]
 
 
 def run_sweep(root: str | Path, grid: list[RunSpec], config: FinetuneConfig, data_dir=None, fail_fast: bool = False,
-              log=print) -> list[tuple[RunSpec, str]]:
+              log=print, load_split=None) -> list[tuple[RunSpec, str]]:
     """Run every point of ``grid`` (skipping finished ones); returns the failures ``(spec, error)``."""
     from aveyb.tasks.runner import run_finetune
 
@@ -67,7 +67,7 @@ def run_sweep(root: str | Path, grid: list[RunSpec], config: FinetuneConfig, dat
         log(f"[aveyb sweep] {i}/{len(grid)}: {spec.model_name} {spec.task} lr={spec.lr:g} seed={spec.seed}")
         try:
             run_finetune(spec.model, spec.task, spec.directory(root), config.replace(lr=spec.lr, seed=spec.seed),
-                         data_dir=data_dir, log=log)
+                         data_dir=data_dir, log=log, load_split=load_split)
         except Exception as err:  # noqa: BLE001  (collected, reported, and the sweep exits non-zero)
             if fail_fast:
                 raise

@@ -22,7 +22,12 @@ from aveyb.tasks.training import (
 
 def load_sentence_model(model_path: str, max_length: int | None, device):
     _register_aveyb()
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:  # pragma: no cover
+        from sentence_transformers import models
 
     try:
         transformer = models.Transformer(model_path, max_seq_length=max_length)
@@ -34,7 +39,8 @@ def load_sentence_model(model_path: str, max_length: int | None, device):
     if max_length is None:
         n = getattr(transformer.auto_model.config, "max_position_embeddings", None) or 512
         transformer.max_seq_length = int(n)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    dim = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+    pooling = models.Pooling(dim(), pooling_mode="mean")
     return SentenceTransformer(modules=[transformer, pooling], device=str(device))
 
 
@@ -131,7 +137,10 @@ def evaluate(model, data: RetrievalData, cfg, device, desc: str, doc_cache: dict
 
 
 def run(task, splits, labels, model_path: str, cfg, device) -> dict[str, float]:
-    from sentence_transformers import losses
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer import losses
+    except ImportError:  # pragma: no cover
+        from sentence_transformers import losses
 
     pairs = splits.train
     for i, (q, d) in enumerate(pairs):
