@@ -1,0 +1,139 @@
+"""End-to-end pretraining on CPU: tiny run + fill-mask, NaN stop, exact resume after SIGKILL,
+clear errors before training, and 2-rank gloo DDP equal to 1 rank."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from aveyb.pretrain.config import PretrainConfig
+from aveyb.pretrain.loop import TrainingError, pretrain
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(
+    arch="avey-b", model_preset="tiny", tokenizer="bundled:bpe-4k",
+    sources=[{"type": "bundled", "include": ["moby_dick", "bible_kjv"]}],
+    seq_len=64, global_batch_tokens=512, micro_batch_size=4, max_steps=8, lr=3e-3,
+    log_every=1, eval_every=4, checkpoint_every=3, holdout_every=20, val_sequences=8,
+    progress_bar=False, tensorboard=False,
+)
+
+
+def _losses(run: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def _cli(run: Path, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "aveyb.pretrain", "--config", "tiny", "--output-dir", str(run)]
+    for key, value in SMALL.items():
+        args += ["--set", f"{key}={json.dumps(value)}"]
+    return args + list(extra)
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted in-process run, shared by the tests below."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("reference")
+    assert pretrain(PretrainConfig(**SMALL), run) == 0
+    return run
+
+
+def test_end_to_end_and_fill_mask(reference_run):
+    records = [json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "loss" in r]
+    assert [r["step"] for r in train] == list(range(1, 9))
+    assert all({"loss", "lr", "tokens_per_s", "grad_norm"} <= set(r) for r in train)
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert any("val_loss" in r and 0 <= r["val_accuracy"] <= 1 for r in records)
+    assert (reference_run / "checkpoints" / "latest").read_text().strip() == "step-00000008"
+
+    import aveyb  # noqa: F401
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+    final = reference_run / "final"
+    model = AutoModelForMaskedLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    assert model.config.vocab_size % 64 == 0 and tok.mask_token is not None
+    fill = pipeline("fill-mask", model=model, tokenizer=tok)
+    preds = fill("Call me <mask>.", top_k=3)
+    assert len(preds) == 3 and all("sequence" in p for p in preds)
+
+
+def test_exact_resume_after_sigkill(reference_run, tmp_path):
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = run / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if latest.is_file() and latest.read_text().strip() >= "step-00000003":
+            break
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed, "the run finished before it could be killed"
+    # resume in a fresh process, exactly as a user would
+    resumed = subprocess.run(_cli(run, "--resume"), env=_env(), capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr
+    assert _losses(run) == _losses(reference_run)  # bit-exact on CPU
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
+    cfg = PretrainConfig(**{**SMALL, "debug_nan_at_step": 5, "holdout_every": 0})
+    with pytest.raises(TrainingError, match=r"loss is nan at step 5.*step-00000003"):
+        pretrain(cfg, tmp_path)
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-00000003"
+    assert not (tmp_path / "final").exists()
+    assert max(_losses(tmp_path)) == 4
+
+
+def test_clear_errors_before_training(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        pretrain(PretrainConfig(**{**SMALL, "sources": [{"type": "jsonl", "path": str(tmp_path / "x*.jsonl")}]}),
+                 tmp_path / "a")
+    with pytest.raises(ValueError, match="not divisible"):
+        pretrain(PretrainConfig(**{**SMALL, "micro_batch_size": 3}), tmp_path / "b")
+    with pytest.raises(TrainingError, match="cannot take|longer than"):
+        pretrain(PretrainConfig(**{**SMALL, "arch": "bert", "seq_len": 4096, "global_batch_tokens": 4096 * 4,
+                                   "model_overrides": {"max_position_embeddings": 512}}), tmp_path / "c")
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+def test_refuses_to_overwrite_without_resume(reference_run):
+    with pytest.raises(TrainingError, match="--resume"):
+        pretrain(PretrainConfig(**SMALL), reference_run)
+
+
+def test_cli_errors_exit_nonzero(tmp_path):
+    from aveyb.cli import main
+
+    assert main(["pretrain", "--config", "tiny", "--output-dir", str(tmp_path), "--set", "colour=red"]) == 2
+
+
+def test_two_rank_ddp_matches_one_rank(tmp_path):
+    """torchrun --nproc-per-node 2 (gloo) with the same global batch gives the same losses."""
+    small = ["--max-steps", "3", "--set", "holdout_every=0", "--set", "micro_batch_size=2"]
+    one = subprocess.run(_cli(tmp_path / "one", *small), env=_env(), capture_output=True, text=True, timeout=180)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", "29533"] + _cli(tmp_path / "two", *small)[1:],
+                         env=_env(), capture_output=True, text=True, timeout=240)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert a.keys() == b.keys() == {1, 2, 3}
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6)
