@@ -98,7 +98,7 @@ def test_sentence_transformers_encodes_with_mean_pooling(tmp_path):
     aveyb.AveyBModel(config).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     encoder = models.Transformer(str(tmp_path), max_seq_length=32)
-    st = SentenceTransformer(modules=[encoder, models.Pooling(config.hidden_size, pooling_mode="mean")])
+    st = SentenceTransformer(modules=[encoder, models.Pooling(config.hidden_size, pooling_mode="mean")], device="cpu")
     texts = ["the cat sat on a mat", "dog ran", "a dog ran far far away"]
     embeddings = st.encode(texts, convert_to_tensor=True, batch_size=3)
     assert embeddings.shape == (3, config.hidden_size)
