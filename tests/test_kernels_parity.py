@@ -143,7 +143,22 @@ LAYER_CASES = [  # (kind, norm, act, M, S, d, padded)
 @needs_triton
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
 @pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_layer_forward_parity(case, dtype):
+def test_layer_forward_parity(case, dtype, monkeypatch):
+    """Inference path (Triton kernels, no autograd) and the "recompute" training path."""
+    monkeypatch.setenv("AVEYB_FUSED_TRAIN", "recompute")
+    _layer_parity(case, dtype)
+
+
+@gpu
+@needs_triton
+@pytest.mark.parametrize("case", [LAYER_CASES[0], LAYER_CASES[3]], ids=["static", "dynamic"])
+def test_layer_compiled_training_path(case, monkeypatch):
+    """The default training path (torch.compile of the reference layer) computes the same gradients."""
+    monkeypatch.setenv("AVEYB_FUSED_TRAIN", "compiled")
+    _layer_parity(case, torch.bfloat16)
+
+
+def _layer_parity(case, dtype):
     from aveyb.kernels.layers import layer_forward
     from aveyb.model.layers import AveyBLayer
 
@@ -179,7 +194,10 @@ def test_layer_forward_parity(case, dtype):
     out64, g64 = run(l64, x.double(), lambda l_, xx, mk: l_(xx, mk))
     outr, gr = run(ld, x.to(dtype), lambda l_, xx, mk: l_(xx, mk))
     outf, gf = run(ld, x.to(dtype), layer_forward)
-    check(f"layer {kind}/{norm}/{act} fwd", outf, outr, out64, dtype)
+    with torch.no_grad():
+        out_inference = layer_forward(ld, x.to(dtype), mask)
+    check(f"layer {kind}/{norm}/{act} fwd (inference)", out_inference, outr, out64, dtype)
+    check(f"layer {kind}/{norm}/{act} fwd (autograd)", outf, outr, out64, dtype)
     names = ["x"] + [n for n, _ in layer.named_parameters()]
     for name, a, b, c in zip(names, gf, gr, g64):
         check(f"layer {kind}/{norm} grad {name}", a, b, c, dtype)
@@ -203,10 +221,11 @@ def test_model_fused_matches_reference_with_padding(dtype):
     mask = torch.ones(3, 150, dtype=torch.long, device=dev)
     mask[1, 100:] = 0
     mask[2, 37:] = 0
-    out64 = ref_model.double().model(input_ids=ids, attention_mask=mask).last_hidden_state
-    outr = ref_model.to(dtype).model(input_ids=ids, attention_mask=mask).last_hidden_state
-    outf = fused_model.to(dtype).model(input_ids=ids, attention_mask=mask).last_hidden_state
+    with torch.no_grad():
+        out64 = ref_model.double().model(input_ids=ids, attention_mask=mask).last_hidden_state
+        outr = ref_model.to(dtype).model(input_ids=ids, attention_mask=mask).last_hidden_state
+        outf = fused_model.to(dtype).model(input_ids=ids, attention_mask=mask).last_hidden_state
+        # A sequence alone equals itself inside the padded batch (SPEC 8).
+        alone = fused_model.model(input_ids=ids[2:3, :37]).last_hidden_state
     check("model fwd (padded batch)", outf, outr, out64, dtype)
-    # A sequence alone equals itself inside the padded batch (SPEC 8).
-    alone = fused_model.model(input_ids=ids[2:3, :37]).last_hidden_state
     assert rel(alone, outf[2:3, :37]) < TOL[dtype]

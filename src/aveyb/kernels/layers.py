@@ -36,6 +36,11 @@ ACT_IDS = {"gelu": 0, "gelu_tanh": 1, "relu": 2, "silu": 3}
 NORM_IDS = {"sum": 0, "softmax": 1, "none": 2, "signed_sum": 3}
 
 
+def _tunable(configs: list) -> list:
+    """Autotuning candidates; only the first under TRITON_INTERPRET=1 (the CPU interpreter cannot time)."""
+    return configs[:1] if os.environ.get("TRITON_INTERPRET") == "1" else configs
+
+
 def _dot_precision(dtype: torch.dtype) -> str:
     return "tf32x3" if dtype == torch.float32 else "tf32"
 
@@ -95,6 +100,13 @@ class _RMSNorm(torch.autograd.Function):
 
 
 # ---- the mix kernels ---------------------------------------------------------------------------
+_ACTIVATE_CONFIGS = [
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "BLOCK_B": bb}, num_warps=w)
+    for bt, bd, bb, w in ((32, 128, 256, 4), (16, 256, 512, 4), (64, 128, 256, 8), (32, 256, 512, 8))
+]
+
+
+@triton.autotune(configs=_tunable(_ACTIVATE_CONFIGS), key=["D", "ZW", "NEED_NORM"])
 @triton.jit
 def _activate_kernel(
     z_ptr, mask_ptr, u_ptr, inv_ptr, out_ptr, R, D, ZW, OW, eps,
@@ -145,6 +157,14 @@ def _gate_store(z_ptr, out_ptr, m, rows, dd, mixed, S, D, ZW, OW, ACT: tl.conste
     tl.store(out_ptr + rbase[:, None] * OW + dd[None, :], (g * mixed).to(out_ptr.dtype.element_ty), mask=ok)
 
 
+_STATIC_CONFIGS = [
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "BLOCK_K": bk}, num_warps=w, num_stages=st)
+    for bt, bd, bk, w, st in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (64, 64, 64, 4, 3),
+                              (128, 64, 64, 4, 3), (64, 128, 32, 4, 4), (32, 128, 32, 4, 3))
+]
+
+
+@triton.autotune(configs=_tunable(_STATIC_CONFIGS), key=["S", "D", "ZW"])
 @triton.jit
 def _static_mix_kernel(
     z_ptr, u_ptr, p_ptr, out_ptr, S, D, ZW, OW,
@@ -166,6 +186,14 @@ def _static_mix_kernel(
     _gate_store(z_ptr, out_ptr, m, rows, dd, acc, S, D, ZW, OW, ACT)
 
 
+_DYNAMIC_CONFIGS = [
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
+    for bt, bd, w, st in ((64, 64, 4, 2), (32, 64, 4, 2), (32, 128, 4, 2), (64, 128, 8, 2),
+                          (16, 128, 4, 2), (32, 32, 4, 2), (16, 64, 4, 2))
+]
+
+
+@triton.autotune(configs=_tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"])
 @triton.jit
 def _dynamic_mix_kernel(
     z_ptr, u_ptr, a_ptr, inv_ptr, p_ptr, tau_ptr, mask_ptr, out_ptr, S, D, ZW, OW, eps,
@@ -232,36 +260,25 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     dynamic = kind != "static"
     u = torch.empty(n_split, split_size, width, device=z.device, dtype=z.dtype)
     inv = torch.empty(rows, device=z.device, dtype=torch.float32) if dynamic else u
-    block_b = 256
-    grid = (triton.cdiv(rows, 32), 1 + triton.cdiv(zw - 2 * width, block_b))
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_T"]), 1 + triton.cdiv(zw - 2 * width, meta["BLOCK_B"]))  # noqa: E731
     _activate_kernel[grid](
         z, mask_u8, u, inv, out, rows, width, zw, ow, eps,
-        HAS_MASK=has_mask, ACT=ACT_IDS[act], NEED_NORM=dynamic, BLOCK_T=32, BLOCK_D=128, BLOCK_B=block_b,
-        num_warps=4,
+        HAS_MASK=has_mask, ACT=ACT_IDS[act], NEED_NORM=dynamic,
     )
     if not dynamic:
         p = spatial_proj.to(z.dtype).contiguous()
-        block_t, block_d, block_k = 64, 128, (64 if z.dtype != torch.float32 else 32)
-        grid = (n_split, triton.cdiv(split_size, block_t), triton.cdiv(width, block_d))
-        _static_mix_kernel[grid](
-            z, u, p, out, split_size, width, zw, ow,
-            ACT=ACT_IDS[act], BLOCK_T=block_t, BLOCK_D=block_d, BLOCK_K=block_k, PREC=prec,
-            num_warps=4, num_stages=3,
-        )
+        grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
+        _static_mix_kernel[grid](z, u, p, out, split_size, width, zw, ow, ACT=ACT_IDS[act], PREC=prec)
         return out
     a = torch.bmm(u, u.transpose(1, 2))  # U Uᵀ per split: (M, S, S), in z's dtype
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
     tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else inv
     block_s = max(16, triton.next_power_of_2(split_size))
-    block_t = 64 if block_s <= 256 else 32
-    block_t = min(block_t, block_s)
-    block_d = 64
-    grid = (n_split, triton.cdiv(split_size, block_t), triton.cdiv(width, block_d))
+    grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
     _dynamic_mix_kernel[grid](
         z, u, a, inv, p, tau_t, mask_u8, out, split_size, width, zw, ow, eps,
-        HAS_MASK=has_mask, ACT=ACT_IDS[act], NORM=NORM_IDS[norm], COUPLED=coupled,
-        BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=block_d, PREC=prec, num_warps=4, num_stages=2,
+        HAS_MASK=has_mask, ACT=ACT_IDS[act], NORM=NORM_IDS[norm], COUPLED=coupled, BLOCK_S=block_s, PREC=prec,
     )
     return out
 
@@ -341,11 +358,31 @@ def _activation_name(layer) -> str:
     raise ValueError("layer activation is not one of aveyb.model.layers.ACT_FNS")
 
 
+def _reference_layer(x, mask, norm_w, norm_eps, we, be, wf, bf, alpha, proj, tau, kind, width, act, norm, eps):
+    """``AveyBLayer.forward`` as one function of its tensors (what the training path compiles)."""
+    z = F.linear(ref.rms_norm(x, norm_w, norm_eps), we, be)
+    mixed = reference_mix_and_gate(z, mask, kind, width, act, norm, eps, proj, tau)
+    return F.linear(mixed, wf, bf) + alpha * x
+
+
+def train_path() -> str:
+    """How :func:`layer_forward` runs when autograd is on: "compiled" (default) or "recompute".
+
+    "compiled": the reference layer under ``torch.compile`` (Inductor generates the backward);
+    "recompute": the Triton forward kernels, and a backward that recomputes the reference. Set
+    with the environment variable AVEYB_FUSED_TRAIN; the measured speed of both is in docs/kernels.md.
+    """
+    path = os.environ.get("AVEYB_FUSED_TRAIN", "compiled")
+    if path not in ("compiled", "recompute"):
+        raise ValueError(f"AVEYB_FUSED_TRAIN={path!r}; choose 'compiled' or 'recompute'")
+    return path
+
+
 def layer_forward(layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d) -> (M, S, d).
 
-    Without autograd (inference) the kernels are called directly; with it, through the
-    :class:`torch.autograd.Function` wrappers whose backward recomputes the reference.
+    Without autograd (inference) the Triton kernels run directly. With autograd, see
+    :func:`train_path`.
     """
     width = x.shape[-1]
     kind = layer.kind
@@ -359,6 +396,11 @@ def layer_forward(layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Te
         mixed = mix_and_gate(z, mask, kind, width, act, layer.dynamic_norm, layer.eps, proj, tau)
         y = F.linear(mixed, layer.fuser.weight, layer.fuser.bias)
         return residual(y, x, layer.alpha)
+    if train_path() == "compiled":
+        return _maybe_compiled(_reference_layer)(
+            x, mask, layer.norm.weight, layer.norm.eps, layer.enricher.weight, layer.enricher.bias,
+            layer.fuser.weight, layer.fuser.bias, layer.alpha, proj, tau, kind, width, act, layer.dynamic_norm,
+            layer.eps)
     normed = _RMSNorm.apply(x, layer.norm.weight, layer.norm.eps)
     z = F.linear(normed, layer.enricher.weight, layer.enricher.bias)
     mixed = _MixAndGate.apply(z, mask, proj, tau, kind, width, act, layer.dynamic_norm, layer.eps)

@@ -22,11 +22,18 @@ differentiates them; :class:`_Compress` recomputes the reference ``compress`` un
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from aveyb.model import ranker as ref
+
+
+def _tunable(configs: list) -> list:
+    """Autotuning candidates; only the first under TRITON_INTERPRET=1 (the CPU interpreter cannot time)."""
+    return configs[:1] if os.environ.get("TRITON_INTERPRET") == "1" else configs
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
@@ -35,10 +42,18 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
+_MAXSIM_CONFIGS = [
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
+    for bt, bd, w, st in ((64, 64, 8, 2), (64, 64, 8, 3), (128, 64, 8, 3), (32, 64, 4, 3), (64, 32, 4, 3),
+                          (128, 32, 8, 2))
+]
+
+
+@triton.autotune(configs=_tunable(_MAXSIM_CONFIGS), key=["S", "D", "NB"])
 @triton.jit
 def _maxsim_kernel(
     xn_ptr, mask_ptr, out_ptr,
-    N, S, D,
+    N, S, D, NB,
     HAS_MASK: tl.constexpr, LEFT: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -96,14 +111,12 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor, eps: float, direction: str
     has_mask = not bool(ms.all())
     mask_u8 = ms.contiguous().view(torch.uint8)
     block_s = max(16, triton.next_power_of_2(split_size))
-    block_t = 64 if block_s <= 256 else 32
-    block_t = min(block_t, block_s)
     grid = (n_splits, n_splits, batch)
+    # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.
+    work_bucket = min(triton.next_power_of_2(batch * n_splits), 256)
     _maxsim_kernel[grid](
-        xn, mask_u8, out, n_splits, split_size, width,
-        HAS_MASK=has_mask, LEFT=(direction == "left"),
-        BLOCK_T=block_t, BLOCK_S=block_s, BLOCK_D=64 if xs.dtype != torch.float32 else 32,
-        PREC=_dot_precision(xs.dtype), num_warps=8, num_stages=2,
+        xn, mask_u8, out, n_splits, split_size, width, work_bucket,
+        HAS_MASK=has_mask, LEFT=(direction == "left"), BLOCK_S=block_s, PREC=_dot_precision(xs.dtype),
     )
     return out
 
