@@ -32,8 +32,11 @@ from aveyb.model import ranker as ref
 
 
 def _tunable(configs: list) -> list:
-    """Autotuning candidates; only the first under TRITON_INTERPRET=1 (the CPU interpreter cannot time)."""
-    return configs[:1] if os.environ.get("TRITON_INTERPRET") == "1" else configs
+    """Autotuning candidates; only the first under TRITON_INTERPRET=1 (the CPU interpreter cannot time)
+    or AVEYB_AUTOTUNE=0 (read at import; the parity tests use it to keep compilation short)."""
+    if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AVEYB_AUTOTUNE") == "0":
+        return configs[:1]
+    return configs
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
