@@ -5,8 +5,13 @@ import math
 import pytest
 
 from aveyb.evaluation.metrics import (
-    classification_metrics, paper_qa_f1, retrieval_metrics, sentence_macro_f1, squad_metrics,
-    token_classification_metrics, token_set_f1,
+    classification_metrics,
+    paper_qa_f1,
+    retrieval_metrics,
+    sentence_macro_f1,
+    squad_metrics,
+    token_classification_metrics,
+    token_set_f1,
 )
 
 

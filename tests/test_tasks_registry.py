@@ -10,7 +10,7 @@ import pytest
 
 from aveyb.tasks.config import FinetuneConfig, build_config, list_presets, parse_set_items
 from aveyb.tasks.data import RetrievalData, TaskDataError, split_train_validation
-from aveyb.tasks.registry import LoadContext, REGISTRY, get_task, task_labels
+from aveyb.tasks.registry import REGISTRY, LoadContext, get_task, task_labels
 from aveyb.tasks.testing import fixture_loader
 
 HUB = Path(__file__).parent / "fixtures" / "tasks" / "hub"

@@ -13,8 +13,7 @@ official script. seqeval, torchmetrics and pytrec_eval are imported lazily.
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 # ---- sequence classification ----------------------------------------------------------------
@@ -74,7 +73,7 @@ def token_classification_metrics(golds: Sequence[Sequence[str]], preds: Sequence
         "token_accuracy": sum(a == b for g, p in zip(golds, preds) for a, b in zip(g, p)) / max(1, n_tok),
     }
     if bio:
-        from seqeval.metrics import f1_score, precision_score, recall_score  # noqa: PLC0415
+        from seqeval.metrics import f1_score, precision_score, recall_score
 
         golds_l, preds_l = [list(g) for g in golds], [list(p) for p in preds]
         out["precision"] = float(precision_score(golds_l, preds_l, zero_division=0))
@@ -113,7 +112,7 @@ def squad_metrics(predictions: dict[str, str], references: dict[str, list[str]],
     the official v2 script, an unanswerable question scores 100 when the prediction is empty and
     0 otherwise, and answerable / unanswerable subsets are reported as ``HasAns_*`` / ``NoAns_*``.
     """
-    from torchmetrics.functional.text import squad  # noqa: PLC0415
+    from torchmetrics.functional.text import squad
 
     missing = set(references) - set(predictions)
     if missing:
@@ -148,7 +147,7 @@ IR_MEASURES = {"ndcg_cut.10", "recall.1", "recall.10", "recall.100"}
 def retrieval_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
     """nDCG@10, MRR@10, Recall@1/10/100 averaged over the judged queries (pytrec_eval, trec_eval
     definitions). Queries missing from ``run`` count as 0, as in BEIR."""
-    import pytrec_eval  # noqa: PLC0415
+    import pytrec_eval
 
     if not qrels:
         raise ValueError("no judged queries to score")

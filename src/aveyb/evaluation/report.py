@@ -135,9 +135,9 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, plo
     header = [f"# {title}", ""]
     if command:
         header += ["Command:", "", "```", command, "```", ""]
-    header += [f"{len(records)} runs, {len(rows)} model x task cells. Scores in % (SQuAD EM/F1 as the official "
-               "script). Selection: best mean validation main metric over the learning rates, then the test "
-               "split's median over seeds at that rate.", ""]
+    header += [(f"{len(records)} runs, {len(rows)} model x task cells. Scores in % (SQuAD EM/F1 as the official "
+                "script). Selection: best mean validation main metric over the learning rates, then the test "
+                "split's median over seeds at that rate."), ""]
     files = {"markdown": out_dir / "report.md", "csv": out_dir / "results.csv", "wide_csv": out_dir / "table.csv",
              "json": out_dir / "summary.json"}
     files["markdown"].write_text("\n".join(header) + md + "\n")

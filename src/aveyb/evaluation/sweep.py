@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from aveyb.tasks.config import FinetuneConfig
 
@@ -68,7 +69,7 @@ def run_sweep(root: str | Path, grid: list[RunSpec], config: FinetuneConfig, dat
         try:
             run_finetune(spec.model, spec.task, spec.directory(root), config.replace(lr=spec.lr, seed=spec.seed),
                          data_dir=data_dir, log=log, load_split=load_split)
-        except Exception as err:  # noqa: BLE001  (collected, reported, and the sweep exits non-zero)
+        except Exception as err:
             if fail_fast:
                 raise
             log(f"[aveyb sweep] FAILED {spec.model_name} {spec.task} lr={spec.lr:g} seed={spec.seed}: {err!r}")

@@ -7,7 +7,7 @@ wrap it. Heavy dependencies are imported inside the functions that need them.
 from aveyb.tasks.config import FinetuneConfig, build_config
 from aveyb.tasks.registry import REGISTRY, get_task, list_tasks
 
-__all__ = ["FinetuneConfig", "build_config", "REGISTRY", "get_task", "list_tasks", "run_finetune"]
+__all__ = ["REGISTRY", "FinetuneConfig", "build_config", "get_task", "list_tasks", "run_finetune"]
 
 
 def run_finetune(*args, **kwargs):

@@ -10,7 +10,13 @@ import torch
 from aveyb.evaluation.metrics import classification_metrics
 from aveyb.tasks.data import TaskDataError
 from aveyb.tasks.training import (
-    encode_text, load_model, load_tokenizer, pad_batch, predict_batches, resolve_max_length, train_loop,
+    encode_text,
+    load_model,
+    load_tokenizer,
+    pad_batch,
+    predict_batches,
+    resolve_max_length,
+    train_loop,
 )
 
 

@@ -80,10 +80,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_quickstart(args) -> int:
+    from aveyb.tasks.config import parse_set_items
     from aveyb.tasks.quickstart import quickstart
 
     return quickstart(output_dir=args.output_dir, pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps,
-                      model=args.model, tasks=args.tasks, force=args.force)
+                      model=args.model, tasks=args.tasks, force=args.force, overrides=parse_set_items(args.overrides))
 
 
 def cmd_tasks(args) -> int:
@@ -138,6 +139,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--model", default=None, help="skip pretraining and fine-tune this model instead")
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument("--force", action="store_true", help="re-run finished steps")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a fine-tuning option of the quickstart preset; repeatable")
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("tasks", help="list the fine-tuning tasks")

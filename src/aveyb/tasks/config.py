@@ -131,7 +131,7 @@ class FinetuneConfig:
         choice("retrieval_loss", RETRIEVAL_LOSSES)
         choice("lr_schedule", LR_SCHEDULES)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"FinetuneConfig.seed={self.seed!r} must be an integer")
+            raise ValueError(f"FinetuneConfig.seed={self.seed!r} must be an integer")  # noqa: TRY004
 
     # ---- construction ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def load_preset(name: str) -> dict[str, Any]:
             raise ValueError(f"unknown fine-tuning preset {name!r}; choose one of {list_presets()} or a YAML path")
         data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"fine-tuning preset {name!r} must be a mapping")
+        raise ValueError(f"fine-tuning preset {name!r} must be a mapping")  # noqa: TRY004
     return data
 
 

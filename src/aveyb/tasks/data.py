@@ -17,9 +17,10 @@ import io
 import json
 import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 DATA_DIR_ENV = "AVEYB_DATA_DIR"
 

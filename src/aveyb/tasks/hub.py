@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aveyb.tasks.data import RetrievalData, TaskDataError, beir_doc_text
 
@@ -30,12 +31,12 @@ SST2_LABELS = ["negative", "positive"]
 def hub_load_split(path: str, name: str | None, split: str):
     """``datasets.load_dataset(path, name, split=split)`` with a clear error when offline."""
     try:
-        import datasets  # noqa: PLC0415 (optional, heavy)
+        import datasets
     except ImportError as err:  # pragma: no cover
         raise RuntimeError("Hub tasks need the 'datasets' package: pip install 'aveyb[data]'") from err
     try:
         return datasets.load_dataset(path, name, split=split)
-    except Exception as err:  # noqa: BLE001 (re-raised with context)
+    except Exception as err:
         raise RuntimeError(
             f"could not load {path!r} (config {name!r}, split {split!r}) from the Hugging Face Hub: {err}. "
             "Without internet use a local task (--data-dir / AVEYB_DATA_DIR) or pre-download the dataset."
@@ -171,9 +172,7 @@ def beir_data(corpus_rows, query_rows, qrel_rows, where: str, max_corpus_size: i
     others = []
     for row in _rows(corpus_rows):
         did = str(row["_id"])
-        if did in judged:
-            corpus[did] = beir_doc_text(row)
-        elif max_corpus_size is None:
+        if did in judged or max_corpus_size is None:
             corpus[did] = beir_doc_text(row)
         else:
             others.append(row)

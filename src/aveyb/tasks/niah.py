@@ -10,18 +10,11 @@ seed 11; the length (in words) is a parameter.
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
 
-HAYSTACK_WORDS = (
-    "the be to of and a in that have it for not on with he as you do at this but his by from they we say "
-    "her she or an will my one all would there their what so up out if about who get which go me when make "
-    "can like time no just him know take people into year your good some could them see other than then now "
-    "look only come its over think also back after use two how our work first well way even new want because "
-    "any these give day most us day man find here thing many tell very great world still own through last long "
-    "little house child water small room place door hand light river tree stone city road morning evening "
-    "garden table window"
-).split()
+HAYSTACK_WORDS = ["the", "be", "to", "of", "and", "a", "in", "that", "have", "it", "for", "not", "on", "with", "he", "as", "you", "do", "at", "this", "but", "his", "by", "from", "they", "we", "say", "her", "she", "or", "an", "will", "my", "one", "all", "would", "there", "their", "what", "so", "up", "out", "if", "about", "who", "get", "which", "go", "me", "when", "make", "can", "like", "time", "no", "just", "him", "know", "take", "people", "into", "year", "your", "good", "some", "could", "them", "see", "other", "than", "then", "now", "look", "only", "come", "its", "over", "think", "also", "back", "after", "use", "two", "how", "our", "work", "first", "well", "way", "even", "new", "want", "because", "any", "these", "give", "day", "most", "us", "day", "man", "find", "here", "thing", "many", "tell", "very", "great", "world", "still", "own", "through", "last", "long", "little", "house", "child", "water", "small", "room", "place", "door", "hand", "light", "river", "tree", "stone", "city", "road", "morning", "evening", "garden", "table", "window"]
 HAYSTACK_WORDS = tuple(dict.fromkeys(HAYSTACK_WORDS))  # ~130 unique common words
 
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
@@ -45,12 +38,12 @@ def make_needle(kind: str, rng: random.Random) -> str:
 
 def _positions(n_needles: int, length: int, rng: random.Random) -> list[int]:
     """``n_needles`` word positions at least 5% of ``length`` apart (and >= 1 word)."""
-    gap = max(1, int(round(0.05 * length)))
+    gap = max(1, round(0.05 * length))
     if (n_needles - 1) * gap >= length:
         raise ValueError(f"a haystack of {length} words cannot hold {n_needles} needles 5% apart")
     while True:
         pos = sorted(rng.sample(range(length), n_needles))
-        if all(b - a >= gap for a, b in zip(pos, pos[1:])):
+        if all(b - a >= gap for a, b in itertools.pairwise(pos)):
             return pos
 
 

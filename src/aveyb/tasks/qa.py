@@ -22,7 +22,13 @@ import torch
 from aveyb.evaluation.metrics import paper_qa_f1, squad_metrics
 from aveyb.tasks.data import TaskDataError
 from aveyb.tasks.training import (
-    TaskError, end_token_id, load_model, load_tokenizer, pad_batch, predict_batches, resolve_max_length,
+    TaskError,
+    end_token_id,
+    load_model,
+    load_tokenizer,
+    pad_batch,
+    predict_batches,
+    resolve_max_length,
     train_loop,
 )
 
@@ -176,9 +182,9 @@ def evaluate(model, examples, feats, tokenizer, cfg, device, head, v2, desc) -> 
     collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
     per_example: list[list[dict]] = [[] for _ in examples]
     if head == "start_end":
-        output = lambda out: (out.start_logits.float().cpu(), out.end_logits.float().cpu())  # noqa: E731
+        output = lambda out: (out.start_logits.float().cpu(), out.end_logits.float().cpu())
     else:
-        output = lambda out: out.logits.float().softmax(-1)[..., 1].cpu()  # noqa: E731
+        output = lambda out: out.logits.float().softmax(-1)[..., 1].cpu()
     for idx, res in predict_batches(model, feats, collate, cfg, device, desc=desc, output=output):
         for row, i in enumerate(idx):
             f = feats[i]

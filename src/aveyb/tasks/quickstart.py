@@ -18,7 +18,8 @@ DEFAULT_TASKS = ("niah1", "sentiment_rt-sample", "paraphrase_bible-sample", "ner
 
 
 def quickstart(output_dir: str = "aveyb-quickstart", pretrain_steps: int = 300, finetune_steps: int | None = None,
-               model: str | None = None, tasks=None, force: bool = False, log=print) -> int:
+               model: str | None = None, tasks=None, force: bool = False, overrides: dict | None = None,
+               log=print) -> int:
     from aveyb.evaluation.report import write_report
     from aveyb.evaluation.sweep import run_sweep, sweep_grid
     from aveyb.tasks.config import build_config
@@ -42,7 +43,9 @@ def quickstart(output_dir: str = "aveyb-quickstart", pretrain_steps: int = 300, 
         name = "avey-b-tiny"
     else:
         name = Path(model.rstrip("/")).name or "model"
-    overrides = {"max_steps": finetune_steps} if finetune_steps else {}
+    overrides = dict(overrides or {})
+    if finetune_steps:
+        overrides["max_steps"] = finetune_steps
     cfg = build_config("quickstart", overrides)
     tasks = list(tasks or DEFAULT_TASKS)
     grid = sweep_grid([f"{name}={model}"], tasks, [cfg.lr], [cfg.seed])

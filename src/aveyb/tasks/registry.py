@@ -13,15 +13,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aveyb.tasks import hub
 from aveyb.tasks.data import (
-    RetrievalData, TaskDataError, find_file, read_beir_corpus, read_beir_queries, read_jsonl,
-    read_qrels_tsv, resolve_data_dir, split_train_validation, subsample,
+    RetrievalData,
+    TaskDataError,
+    find_file,
+    read_beir_corpus,
+    read_beir_queries,
+    read_jsonl,
+    read_qrels_tsv,
+    split_train_validation,
+    subsample,
 )
 
 FAMILIES = ("sequence_classification", "token_classification", "question_answering", "retrieval")
@@ -38,14 +46,14 @@ class TaskSplits:
 class Task:
     name: str
     family: str
-    loader: Callable[["LoadContext"], TaskSplits]
+    loader: Callable[[LoadContext], TaskSplits]
     labels: list[str] | None = None
     main_metric: str = "accuracy"        # chosen on validation by sweeps; also the table's cell
     source: str = "hub"                   # hub | local | package | generated
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # metric options (positive_label, bio, v2)
 
-    def load(self, ctx: "LoadContext") -> TaskSplits:
+    def load(self, ctx: LoadContext) -> TaskSplits:
         splits = self.loader(ctx)
         if self.family != "retrieval":
             cap_train = ctx.config.max_train_examples if ctx.config else None

@@ -16,7 +16,12 @@ import torch
 from aveyb.evaluation.metrics import retrieval_metrics
 from aveyb.tasks.data import RetrievalData, TaskDataError
 from aveyb.tasks.training import (
-    TaskError, _register_aveyb, autocast, end_token_id, progress, train_loop,
+    TaskError,
+    _register_aveyb,
+    autocast,
+    end_token_id,
+    progress,
+    train_loop,
 )
 
 

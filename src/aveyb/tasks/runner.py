@@ -13,13 +13,13 @@ import platform
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aveyb.tasks.config import FinetuneConfig
-from aveyb.tasks.registry import LoadContext, get_task, task_labels
 from aveyb.tasks.data import resolve_data_dir
+from aveyb.tasks.registry import LoadContext, get_task, task_labels
 
 RESULTS_FILE = "results.json"
 
@@ -27,7 +27,8 @@ RESULTS_FILE = "results.json"
 def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10,
+                             check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -113,7 +114,7 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
         "lr": cfg.lr,
         "metrics": {k: float(v) for k, v in metrics.items()},
         "time_s": round(elapsed, 2),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "device": str(device),
         "versions": _versions(),

@@ -3,8 +3,8 @@ the fine-tuning harness, these just cost nothing to build."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from aveyb.tasks.niah import HAYSTACK_WORDS
 

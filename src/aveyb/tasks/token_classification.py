@@ -12,7 +12,13 @@ import torch
 from aveyb.evaluation.metrics import token_classification_metrics
 from aveyb.tasks.data import TaskDataError
 from aveyb.tasks.training import (
-    end_token_id, load_model, load_tokenizer, pad_batch, predict_batches, resolve_max_length, train_loop,
+    end_token_id,
+    load_model,
+    load_tokenizer,
+    pad_batch,
+    predict_batches,
+    resolve_max_length,
+    train_loop,
 )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -46,12 +47,13 @@ def autocast(cfg: FinetuneConfig, device: torch.device):
 
 
 def load_tokenizer(path: str):
-    import aveyb.model  # noqa: F401  (registers Avey-B with the Auto classes when available)
     from transformers import AutoTokenizer
+
+    import aveyb.model  # noqa: F401  (registers Avey-B with the Auto classes when available)
 
     try:
         tok = AutoTokenizer.from_pretrained(path)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise TaskError(f"could not load a tokenizer from {path!r}: {err}") from err
     if tok.pad_token_id is None:
         fallback = tok.eos_token or tok.sep_token or tok.unk_token
@@ -71,7 +73,7 @@ _HEADS = {
 
 def _register_aveyb() -> None:
     try:
-        import aveyb.model.modeling_aveyb  # noqa: F401  (registers the Auto classes)
+        import aveyb.model.modeling_aveyb
     except ImportError:
         pass
     try:
@@ -172,7 +174,7 @@ def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.O
 
 def make_scheduler(optimizer, total_steps: int, cfg: FinetuneConfig):
     """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0 (or constant)."""
-    warmup = int(round(cfg.warmup_ratio * total_steps))
+    warmup = round(cfg.warmup_ratio * total_steps)
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
