@@ -106,7 +106,7 @@ class SequencePacker:
                 elif isinstance(d, str):
                     ids = next(encoded)
                 else:
-                    ids = [int(t) for t in d]
+                    ids = d.tolist() if hasattr(d, "tolist") else [int(t) for t in d]
                 yield i, ids
 
         for doc in docs:

@@ -309,13 +309,14 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
     peak = peak_flops(cfg, info.device, amp_dtype)
     autocast = (lambda: torch.autocast(info.device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     slices = rank_slice(cfg.global_batch_sequences, cfg.micro_batch_size, info.rank, info.world_size)
-    stream = iter(packer)
+    batches = _Prefetcher(packer, slices, masking, cfg.global_batch_sequences, cfg.max_steps - start_step)
+    data_state = packer.state_dict()
     progress = _progress(cfg, info, start_step)
 
     def save(step: int) -> None:
         model_sd, optim_sd = _full_state_dicts(model, optimizer, cfg.distributed, info.world_size)
         ckpt.save_checkpoint(ckpt_root, step, model_state=model_sd, optimizer_state=optim_sd,
-                             trainer_state={"tokens_seen": tokens_seen, "data": packer.state_dict(),
+                             trainer_state={"tokens_seen": tokens_seen, "data": data_state,
                                             "config": cfg.to_dict()},
                              tokenizer=tokenizer, rank=info.rank, world_size=info.world_size,
                              keep=cfg.keep_checkpoints)
@@ -326,14 +327,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
             lr = cfg.lr * lr_factor(step, cfg.max_steps, cfg.schedule, cfg.warmup_fraction,
                                     cfg.decay_fraction, cfg.min_lr_ratio)
             set_lr(optimizer, lr)
-            first_index = packer.sequences
-            block = [next(stream) for _ in range(cfg.global_batch_sequences)]
-            micro = []
-            for offsets in slices:
-                ids = torch.from_numpy(np.stack([block[o][0] for o in offsets]))
-                attn = torch.from_numpy(np.stack([block[o][1] for o in offsets]))
-                inputs, labels = mask_batch(ids, attn, [first_index + o for o in offsets], masking)
-                micro.append((inputs, attn, labels, int((labels != IGNORE_INDEX).sum())))
+            micro, data_state = batches.get()
             (n_global,) = all_reduce_sum([float(sum(m[3] for m in micro))], info)
             loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)
             model.train()
@@ -372,7 +366,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
                 tps = (tokens_seen - tokens_at_log) / max(now - t_log, 1e-9)
                 t_log, tokens_at_log = now, tokens_seen
                 record = {"step": done, "loss": loss_value, "lr": lr, "tokens_per_s": tps,
-                          "grad_norm": grad_norm, "tokens": tokens_seen, "epoch": packer.epoch}
+                          "grad_norm": grad_norm, "tokens": tokens_seen, "epoch": data_state["epoch"]}
                 if peak:
                     record["mfu"] = fpt * tps / (peak * info.world_size)
                 logger.log(record)
@@ -388,14 +382,69 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
                 return 128 + int(signum)
         _save_final(out / "final", model, optimizer, tokenizer, cfg, info)
         if info.is_main:
-            say(f"done: {cfg.max_steps} steps; model in {out / 'final'}; data: {packer.stats.as_dict()}")
+            say(f"done: {cfg.max_steps} steps; model in {out / 'final'}; data: {data_state['stats']}")
         return 0
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if progress is not None:
             progress.close()
+        batches.close()
         logger.close()
+
+
+class _Prefetcher:
+    """Builds the next steps' masked micro-batches in a background thread (bounded queue).
+
+    Each item carries the packer's state after its global batch was read, so a checkpoint
+    records the position of the last batch trained on, not of the batches read ahead.
+    """
+
+    def __init__(self, packer: SequencePacker, slices, masking: MaskingConfig, global_batch: int, steps: int,
+                 depth: int = 2):
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._args = (packer, slices, masking, global_batch, steps)
+        self._thread = threading.Thread(target=self._run, name="aveyb-data", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        packer, slices, masking, global_batch, steps = self._args
+        try:
+            stream = iter(packer)
+            for _ in range(steps):
+                first_index = packer.sequences
+                block = [next(stream) for _ in range(global_batch)]
+                micro = []
+                for offsets in slices:
+                    ids = torch.from_numpy(np.stack([block[o][0] for o in offsets]))
+                    attn = torch.from_numpy(np.stack([block[o][1] for o in offsets]))
+                    inputs, labels = mask_batch(ids, attn, [first_index + o for o in offsets], masking)
+                    micro.append((inputs, attn, labels, int((labels != IGNORE_INDEX).sum())))
+                item = (micro, packer.state_dict())
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except Exception:  # queue.Full
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as err:  # handed to the training thread
+            self._queue.put(err)
+
+    def get(self):
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _progress(cfg: PretrainConfig, info: DistInfo, start: int):
