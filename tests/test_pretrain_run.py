@@ -137,3 +137,20 @@ def test_two_rank_ddp_matches_one_rank(tmp_path):
     assert a.keys() == b.keys() == {1, 2, 3}
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6)
+
+
+def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
+    run = tmp_path / "term"
+    proc = subprocess.Popen(_cli(run, "--set", "max_steps=500", "--set", "checkpoint_every=1000"), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and metrics.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    step = int((run / "checkpoints" / "latest").read_text().strip().split("-")[1])
+    assert step >= 2 and max(_losses(run)) == step
