@@ -139,13 +139,24 @@ def test_qa_windows_stride_over_long_contexts(bert):
     c = cfg(doc_stride=16)
     feats = encode(exs, tok, 64, c, "start_end", train=True)
     assert len(feats) > 4 * 3  # several windows per example
-    assert all(len(f["input_ids"]) <= 64 for f in feats)
+    assert all(len(f["input_ids"]) <= 64 and f["input_ids"][-1] == tok.sep_token_id for f in feats)
     for n, ex in enumerate(exs):
         hits = [f for f in feats if f["example"] == n and f["start_positions"] > 0]
         assert hits, "the answer is inside at least one window"
         for f in hits:
             s, e = f["offsets"][f["start_positions"]][0], f["offsets"][f["end_positions"]][1]
             assert ex["context"][s:e] == ex["answers"]["text"][0]
+
+
+def test_qa_windows_without_pair_template(aveyb_model):
+    from aveyb.tasks.qa import make_windows
+    from aveyb.tasks.training import load_tokenizer
+
+    tok = load_tokenizer(aveyb_model)  # byte-level BPE: question EOS context EOS
+    q = tok("Who?", add_special_tokens=False)["input_ids"]
+    (ids, offsets, seq), *rest = make_windows(tok, "Who?", "Ann met Bob " * 30, 48, 8, True)
+    assert rest and ids[: len(q)] == q and ids[len(q)] == tok.eos_token_id and seq[len(q)] is None
+    assert ids[-1] == tok.eos_token_id and len(ids) <= 48 and seq[len(q) + 1] == 1
 
 
 def test_start_end_decoding_by_hand():

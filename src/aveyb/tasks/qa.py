@@ -70,13 +70,15 @@ def make_windows(tokenizer, question: str, context: str, max_length: int, stride
     if not getattr(tokenizer, "is_fast", False):
         raise TaskError("question answering needs a fast tokenizer (offset mappings)")
     eos = end_token_id(tokenizer) if append_eos else None
-    budget = max_length - (1 if eos is not None else 0)
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    # no pair template (byte-level BPE): a separator goes between question and context
+    sep = None if specials else (tokenizer.sep_token_id if tokenizer.sep_token_id is not None else end_token_id(tokenizer))
+    budget = max_length - (1 if eos is not None else 0) - (1 if sep is not None else 0)
     q_ids = tokenizer(question, add_special_tokens=False, verbose=False)["input_ids"]
     if len(q_ids) > budget // 2:  # keep at least half the window for the context
         q_enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
         question = question[: q_enc["offset_mapping"][budget // 2 - 1][1]]
         q_ids = q_ids[: budget // 2]
-    specials = tokenizer.num_special_tokens_to_add(pair=True)
     room = budget - len(q_ids) - specials
     stride = max(0, min(stride, room // 2))
     enc = tokenizer(question, context, truncation="only_second", max_length=budget, stride=stride,
@@ -86,6 +88,9 @@ def make_windows(tokenizer, question: str, context: str, max_length: int, stride
         ids = list(enc["input_ids"][w])
         offsets = [tuple(o) for o in enc["offset_mapping"][w]]
         seq = list(enc.sequence_ids(w))
+        if sep is not None and 1 in seq:
+            j = seq.index(1)
+            ids, offsets, seq = ids[:j] + [sep] + ids[j:], offsets[:j] + [(0, 0)] + offsets[j:], seq[:j] + [None] + seq[j:]
         if eos is not None and not (ids and ids[-1] == eos and seq[-1] is None):
             ids, offsets, seq = ids + [eos], offsets + [(0, 0)], seq + [None]
         out.append((ids, offsets, seq))
