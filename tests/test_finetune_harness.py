@@ -154,7 +154,7 @@ def test_qa_windows_without_pair_template(aveyb_model):
 
     tok = load_tokenizer(aveyb_model)  # byte-level BPE: question EOS context EOS
     q = tok("Who?", add_special_tokens=False)["input_ids"]
-    (ids, offsets, seq), *rest = make_windows(tok, "Who?", "Ann met Bob " * 30, 48, 8, True)
+    (ids, _offsets, seq), *rest = make_windows(tok, "Who?", "Ann met Bob " * 30, 48, 8, True)
     assert rest and ids[: len(q)] == q and ids[len(q)] == tok.eos_token_id and seq[len(q)] is None
     assert ids[-1] == tok.eos_token_id and len(ids) <= 48 and seq[len(q) + 1] == 1
 
@@ -292,3 +292,17 @@ def test_cli_finetune_and_report(bert, tmp_path, capsys):
     assert rec["config"]["max_steps"] == 2 and rec["lr"] == 1e-3 and rec["config"]["max_eval_examples"] == 5
     assert main(["report", str(tmp_path / "runs"), "--no-plots"]) == 0
     assert "trec_qc-sample" in capsys.readouterr().out
+
+
+def test_cli_sweep_writes_the_table(bert, tmp_path, capsys):
+    from aveyb.cli import main
+
+    root = tmp_path / "sweep"
+    args = ["sweep", "--models", f"tiny={bert}", "--tasks", "sms_spam-sample", "--output-dir", str(root),
+            "--preset", "ci", "--lrs", "1e-3", "5e-4", "--seeds", "0", "--set", "max_eval_examples=6"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 runs" not in out and "2 runs" in out and "| tiny |" in out
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary[0]["task"] == "sms_spam-sample" and set(summary[0]["lr_scores"]) == {"1e-3", "5e-4"}
+    assert (root / "table.csv").read_text().splitlines()[0] == "model,sms_spam-sample"
