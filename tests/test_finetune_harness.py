@@ -306,3 +306,12 @@ def test_cli_sweep_writes_the_table(bert, tmp_path, capsys):
     summary = json.loads((root / "summary.json").read_text())
     assert summary[0]["task"] == "sms_spam-sample" and set(summary[0]["lr_scores"]) == {"1e-3", "5e-4"}
     assert (root / "table.csv").read_text().splitlines()[0] == "model,sms_spam-sample"
+
+
+def test_cli_reports_bad_data_without_a_traceback(bert, tmp_path, capsys):
+    from aveyb.cli import main
+
+    data = _local(tmp_path, "trec_qc", [{"id": "q1", "text": "", "label": "NUM"}], ["NUM"])
+    rc = main(["finetune", "--model", bert, "--task", "trec_qc", "--output-dir", str(tmp_path / "out"),
+               "--preset", "ci", "--data-dir", str(data)])
+    assert rc == 2 and "row 'q1' field 'text' is empty" in capsys.readouterr().err

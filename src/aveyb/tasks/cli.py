@@ -41,10 +41,17 @@ def _sweep_settings(args) -> tuple[list[float], list[int]]:
 
 
 def cmd_finetune(args) -> int:
+    from aveyb.tasks.data import TaskDataError
+    from aveyb.tasks.hub import HubUnavailableError
     from aveyb.tasks.runner import run_finetune
+    from aveyb.tasks.training import TaskError
 
     cfg = _config(args, lr=args.lr, seed=args.seed)
-    run_finetune(args.model, args.task, args.output_dir, cfg, data_dir=args.data_dir, force=args.force)
+    try:
+        run_finetune(args.model, args.task, args.output_dir, cfg, data_dir=args.data_dir, force=args.force)
+    except (TaskDataError, TaskError, HubUnavailableError) as err:  # user errors: a message, exit status 2
+        print(f"aveyb finetune: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -28,16 +28,20 @@ QQP_LABELS = ["not_duplicate", "duplicate"]
 SST2_LABELS = ["negative", "positive"]
 
 
+class HubUnavailableError(RuntimeError):
+    """A Hub dataset could not be loaded (offline, missing, or no ``datasets`` package)."""
+
+
 def hub_load_split(path: str, name: str | None, split: str):
     """``datasets.load_dataset(path, name, split=split)`` with a clear error when offline."""
     try:
         import datasets
     except ImportError as err:  # pragma: no cover
-        raise RuntimeError("Hub tasks need the 'datasets' package: pip install 'aveyb[data]'") from err
+        raise HubUnavailableError("Hub tasks need the 'datasets' package: pip install 'aveyb[data]'") from err
     try:
         return datasets.load_dataset(path, name, split=split)
     except Exception as err:
-        raise RuntimeError(
+        raise HubUnavailableError(
             f"could not load {path!r} (config {name!r}, split {split!r}) from the Hugging Face Hub: {err}. "
             "Without internet use a local task (--data-dir / AVEYB_DATA_DIR) or pre-download the dataset."
         ) from err
