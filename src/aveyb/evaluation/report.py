@@ -20,6 +20,14 @@ STANDARD = {
 }
 
 
+FAMILY_ORDER = ("sequence_classification", "token_classification", "question_answering", "retrieval")
+
+
+def _family_rank(rows, task: str) -> int:
+    fam = next(r["family"] for r in rows if r["task"] == task)
+    return FAMILY_ORDER.index(fam) if fam in FAMILY_ORDER else len(FAMILY_ORDER)
+
+
 def _fmt(stat: dict[str, float] | None, scale: float = 1.0) -> str:
     if not stat:
         return "-"
@@ -36,7 +44,7 @@ def _scale(metric: str) -> float:
 
 def build_tables(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     models = sorted({r["model"] for r in rows})
-    tasks = sorted({r["task"] for r in rows}, key=lambda t: (next(r["family"] for r in rows if r["task"] == t), t))
+    tasks = sorted({r["task"] for r in rows}, key=lambda t: (_family_rank(rows, t), t))
     cell = {(r["model"], r["task"]): r for r in rows}
     lines = ["## Main metric (test split; median over seeds at the best validation learning rate, [min, max])", ""]
     header = ["model"] + [f"{t} ({next(r['main_metric'] for r in rows if r['task'] == t)})" for t in tasks]
@@ -79,7 +87,7 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
     paths = []
     models = sorted({r["model"] for r in rows})
-    tasks = sorted({r["task"] for r in rows})
+    tasks = sorted({r["task"] for r in rows}, key=lambda t: (_family_rank(rows, t), t))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * max(1, len(models)) ** 0.5), 4))
     width = 0.8 / max(1, len(models))
     for i, m in enumerate(models):
@@ -140,7 +148,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, plo
                 "split's median over seeds at that rate."), ""]
     files = {"markdown": out_dir / "report.md", "csv": out_dir / "results.csv", "wide_csv": out_dir / "table.csv",
              "json": out_dir / "summary.json"}
-    files["markdown"].write_text("\n".join(header) + md + "\n")
+    files["markdown"].write_text("\n".join(header) + "\n" + md + "\n")
     with open(files["csv"], "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["model", "task", "family", "best_lr", "metric", "median", "mean", "std",
                                           "min", "max", "n"])
