@@ -62,3 +62,17 @@ def test_official_style_rejects_non_default_options():
 
     with pytest.raises(ValueError):
         OfficialStyleAveyB(preset_config("tiny", dynamic_norm="softmax"), compile=False)
+
+
+def test_report_ratios_use_measured_and_quoted_numbers():
+    from aveyb.bench.report import markdown_table
+
+    def rec(impl, n, tps, model="avey-b", status="ok"):
+        return dict(model=model, impl=impl, mode="inference", batch=8, seq_len=n, tokens_per_s=tps,
+                    latency_ms=8 * n / tps * 1e3, peak_mem_gb=1.0, gpu="X", commit="c", status=status)
+
+    table = markdown_table([rec("fused", 2048, 2.0e6), rec("official-style", 2048, 1.0e6),
+                            rec("fused", 32768, 1.0e6), rec("official-style", 32768, 1.0e6, status="oom")])
+    assert "| avey-b official-style (measured) | 2.00× |  |" in table
+    assert "| official (issue's quoted numbers) | 2.17× | 1.45× |" in table
+    assert "OOM" in table

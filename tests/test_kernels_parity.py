@@ -38,7 +38,7 @@ def check(name, fused, ref_same, ref64, dtype):
     """Fused within TOL of float64, or no worse than 3x the same-dtype reference; never NaN."""
     assert torch.isfinite(fused).all(), f"{name}: non-finite values"
     e_fused, e_ref = rel(fused, ref64), rel(ref_same, ref64)
-    print(f"{name:40s} {str(dtype):15s} fused {e_fused:.2e}  reference {e_ref:.2e}")
+    print(f"{name:40s} {dtype!s:15s} fused {e_fused:.2e}  reference {e_ref:.2e}")
     assert e_fused <= max(TOL[dtype], 3 * e_ref), f"{name}: fused err {e_fused:.3e}, reference {e_ref:.3e}"
 
 

@@ -91,7 +91,7 @@ class OfficialStyleAveyB(nn.Module):
             self._static, self._dynamic = static_layer, dynamic_layer
 
     @classmethod
-    def from_aveyb(cls, model, compile: bool = True) -> "OfficialStyleAveyB":
+    def from_aveyb(cls, model, compile: bool = True) -> OfficialStyleAveyB:
         """Same weights as an ``AveyBModel`` (or any model holding one as ``.model``)."""
         encoder = getattr(model, "model", model)
         param = next(encoder.parameters())

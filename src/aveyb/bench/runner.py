@@ -20,8 +20,8 @@ A measurement that runs out of memory is recorded with ``status="oom"``; any oth
 from __future__ import annotations
 
 import gc
-import os
 import math
+import os
 import statistics
 import subprocess
 import time
@@ -59,10 +59,10 @@ def git_commit() -> str:
     if os.environ.get("AVEYB_COMMIT"):
         return os.environ["AVEYB_COMMIT"]
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
         commit = out.stdout.strip() or "unknown"
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -89,9 +89,9 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
     (:class:`~aveyb.bench.official_style.OfficialStyleAveyB`, same weights). Baselines: "sdpa",
     "flash" (FlashAttention 2, where ``flash_attn`` is installed) or "eager" attention.
     """
-    import aveyb  # noqa: F401  registers the Auto classes
     from transformers import AutoModelForMaskedLM
 
+    import aveyb  # noqa: F401  registers the Auto classes
     from aveyb.architectures import build_config
 
     device = torch.device(device)

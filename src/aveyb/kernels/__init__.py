@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["available", "supports", "rank_and_compress", "layer_forward", "unsupported_reason"]
+__all__ = ["available", "layer_forward", "rank_and_compress", "supports", "unsupported_reason"]
 
 # Largest split size the one-tile-per-split kernels hold in registers (an S x S tile row block).
 MAX_SPLIT_SIZE = 512
@@ -55,13 +55,13 @@ def supports(config, device) -> bool:
 
 def rank_and_compress(x, mask, down_proj, config):
     """Fused ranker; same contract as :func:`aveyb.model.ranker.rank_and_compress`."""
-    from aveyb.kernels import ranker  # noqa: PLC0415 (imports triton)
+    from aveyb.kernels import ranker
 
     return ranker.rank_and_compress(x, mask, down_proj, config)
 
 
 def layer_forward(layer, x, mask):
     """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d), (M, S) bool or None -> (M, S, d)."""
-    from aveyb.kernels import layers  # noqa: PLC0415 (imports triton)
+    from aveyb.kernels import layers
 
     return layers.layer_forward(layer, x, mask)

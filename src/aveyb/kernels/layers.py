@@ -263,14 +263,14 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     dynamic = kind != "static"
     u = torch.empty(n_split, split_size, width, device=z.device, dtype=z.dtype)
     inv = torch.empty(rows, device=z.device, dtype=torch.float32) if dynamic else u
-    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_T"]), 1 + triton.cdiv(zw - 2 * width, meta["BLOCK_B"]))  # noqa: E731
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_T"]), 1 + triton.cdiv(zw - 2 * width, meta["BLOCK_B"]))
     _activate_kernel[grid](
         z, mask_u8, u, inv, out, rows, width, zw, ow, eps,
         HAS_MASK=has_mask, ACT=ACT_IDS[act], NEED_NORM=dynamic,
     )
     if not dynamic:
         p = spatial_proj.to(z.dtype).contiguous()
-        grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
+        grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))
         _static_mix_kernel[grid](z, u, p, out, split_size, width, zw, ow, ACT=ACT_IDS[act], PREC=prec)
         return out
     a = torch.bmm(u, u.transpose(1, 2))  # U Uᵀ per split: (M, S, S), in z's dtype
@@ -278,7 +278,7 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
     tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else inv
     block_s = max(16, triton.next_power_of_2(split_size))
-    grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
+    grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))
     _dynamic_mix_kernel[grid](
         z, u, a, inv, p, tau_t, mask_u8, out, split_size, width, zw, ow, eps,
         HAS_MASK=has_mask, ACT=ACT_IDS[act], NORM=NORM_IDS[norm], COUPLED=coupled, BLOCK_S=block_s, PREC=prec,
