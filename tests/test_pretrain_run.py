@@ -124,19 +124,23 @@ def test_cli_errors_exit_nonzero(tmp_path):
     assert main(["pretrain", "--config", "tiny", "--output-dir", str(tmp_path), "--set", "colour=red"]) == 2
 
 
-def test_two_rank_ddp_matches_one_rank(tmp_path):
+def test_two_ranks_match_one_rank_ddp_and_fsdp2(tmp_path):
     """torchrun --nproc-per-node 2 (gloo) with the same global batch gives the same losses."""
     small = ["--max-steps", "3", "--set", "holdout_every=0", "--set", "micro_batch_size=2"]
     one = subprocess.run(_cli(tmp_path / "one", *small), env=_env(), capture_output=True, text=True, timeout=180)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", "29533"] + _cli(tmp_path / "two", *small)[1:],
-                         env=_env(), capture_output=True, text=True, timeout=240)
-    assert two.returncode == 0, two.stderr[-3000:]
-    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
-    assert a.keys() == b.keys() == {1, 2, 3}
-    for step in a:
-        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6)
+    reference = _losses(tmp_path / "one")
+    assert reference.keys() == {1, 2, 3}
+    for port, strategy in ((29533, "ddp"), (29534, "fsdp2")):
+        run = tmp_path / strategy
+        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                              "--master-port", str(port)] + _cli(run, *small, "--set", f"distributed={strategy}")[1:],
+                             env=_env(), capture_output=True, text=True, timeout=240)
+        assert two.returncode == 0, two.stderr[-3000:]
+        losses = _losses(run)
+        assert losses.keys() == reference.keys()
+        for step in reference:
+            assert losses[step] == pytest.approx(reference[step], rel=1e-6), strategy
 
 
 def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):

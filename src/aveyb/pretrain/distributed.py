@@ -81,8 +81,9 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str) -> torch.n
 
         # FSDP2 cannot shard 0-dim parameters (Avey-B's alpha): they stay replicated and
         # their gradients are averaged by sync_replicated_grads after backward.
-        scalars = {p for p in model.parameters() if p.dim() == 0}
-        model._aveyb_replicated = sorted(scalars, key=id)
+        replicated = [p for p in model.parameters() if p.dim() == 0]  # same order on every rank
+        scalars = set(replicated)
+        model._aveyb_replicated = replicated
         blocks = _largest_module_list(model)
         for block in blocks or []:
             fully_shard(block, ignored_params=scalars & set(block.parameters()))

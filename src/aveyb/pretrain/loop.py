@@ -353,7 +353,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
                     f"The last good checkpoint is {where if where else 'none (no checkpoint was written yet)'}; "
                     f"lower lr, raise warmup or check the data, then --resume.")
             sync_replicated_grads(model, info)
-            grad_norm = _clip(model, cfg.grad_clip)
+            grad_norm = _clip(model, cfg.grad_clip, info)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             tokens_seen += cfg.global_batch_tokens
@@ -473,11 +473,33 @@ def _no_sync(wrapped, model, info: DistInfo, strategy: str, last: bool):
         yield
 
 
-def _clip(model, max_norm: float) -> float:
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
+def _clip(model, max_norm: float, info: DistInfo) -> float:
+    """Global gradient norm, clipped to ``max_norm`` when > 0: one formula for 1 rank, DDP and FSDP2.
+
+    FSDP2's gradients are DTensor shards: their squares are summed locally and then over
+    ranks; replicated gradients (plain tensors, e.g. Avey-B's 0-dim ``alpha``) are counted
+    once, whereas ``clip_grad_norm_`` on such a mix would count them once per rank.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    sharded = [g.to_local() for g in grads if hasattr(g, "to_local")]
+    plain = [g for g in grads if not hasattr(g, "to_local")]
+    device = (sharded or plain)[0].device
+    total = torch.zeros((), dtype=torch.float32, device=device)
+    if sharded:
+        total += torch.stack([n.float() for n in torch._foreach_norm(sharded)]).pow(2).sum()
+        if info.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    if plain:
+        total += torch.stack([n.float().to(device) for n in torch._foreach_norm(plain)]).pow(2).sum()
+    norm = total.sqrt()
+    if max_norm > 0:
+        coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+        local = sharded + plain
+        torch._foreach_mul_(local, coef.to(local[0].device))
     return float(norm)
 
 
