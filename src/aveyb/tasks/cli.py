@@ -141,7 +141,7 @@ def add_parsers(sub) -> None:
                                    "corpus (aveyb pretrain), fine-tunes it on generated needle-in-a-haystack and "
                                    "the task samples shipped with aveyb, prints and saves the results table.")
     p.add_argument("--output-dir", default="aveyb-quickstart")
-    p.add_argument("--pretrain-steps", type=int, default=300)
+    p.add_argument("--pretrain-steps", type=int, default=200)
     p.add_argument("--finetune-steps", type=int, default=None, help="default: the quickstart preset's")
     p.add_argument("--model", default=None, help="skip pretraining and fine-tune this model instead")
     p.add_argument("--tasks", nargs="+", default=None)

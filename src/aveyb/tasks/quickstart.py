@@ -17,7 +17,7 @@ DEFAULT_TASKS = ("niah1", "sentiment_rt-sample", "paraphrase_bible-sample", "ner
                  "news_retrieval-sample")
 
 
-def quickstart(output_dir: str = "aveyb-quickstart", pretrain_steps: int = 300, finetune_steps: int | None = None,
+def quickstart(output_dir: str = "aveyb-quickstart", pretrain_steps: int = 200, finetune_steps: int | None = None,
                model: str | None = None, tasks=None, force: bool = False, overrides: dict | None = None,
                log=print) -> int:
     from aveyb.evaluation.report import write_report
