@@ -48,7 +48,7 @@ def test_eos_packing_concatenates_all_documents(tmp_path):
 
 def test_keep_boundaries_starts_every_sequence_at_a_document(tmp_path):
     out = list(_packer(tmp_path, keep_boundaries=True, repeat=False))
-    tok = lambda c: ord(c) % 250 + 3  # noqa: E731
+    tok = lambda c: ord(c) % 250 + 3
     starts = {tok(d[0]) for d in DOCS}
     long_docs = {tok(d[0]) for d in DOCS if len(d) + 1 > 8}
     for ids, mask in out:
@@ -80,7 +80,7 @@ def test_resume_position_is_exact(tmp_path):
 def test_holdout_split_is_disjoint(tmp_path):
     train = _packer(tmp_path, holdout_every=3, repeat=False, keep_boundaries=True, seq_len=32)
     val = _packer(tmp_path, holdout_every=3, role="val", repeat=False, keep_boundaries=True, seq_len=32)
-    firsts = lambda p: {int(ids[0]) for ids, _ in p}  # noqa: E731
+    firsts = lambda p: {int(ids[0]) for ids, _ in p}
     held = {ord(DOCS[i][0]) % 250 + 3 for i in (0, 3, 6)}
     assert firsts(val) <= held
     assert not (firsts(train) & held)
@@ -143,3 +143,12 @@ def test_bundled_corpus_and_errors(tmp_path):
         validate_source({"type": "jsonl", "path": "x", "colour": "red"})
     with pytest.raises(ValueError, match="unknown source type"):
         validate_source({"type": "ftp"})
+
+
+def test_hf_datasets_source_streaming(tmp_path):
+    pytest.importorskip("datasets")
+    path = _jsonl(tmp_path / "hf.jsonl", ["first doc", "", "second doc"])
+    spec = validate_source({"type": "hf", "name": "json", "data_files": path, "split": "train"})
+    stats = SourceStats()
+    assert list(iter_documents([spec], stats)) == ["first doc", "second doc"]
+    assert stats.empty_skipped == 1

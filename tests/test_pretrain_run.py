@@ -59,8 +59,9 @@ def test_end_to_end_and_fill_mask(reference_run):
     assert any("val_loss" in r and 0 <= r["val_accuracy"] <= 1 for r in records)
     assert (reference_run / "checkpoints" / "latest").read_text().strip() == "step-00000008"
 
-    import aveyb  # noqa: F401
     from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+    import aveyb  # noqa: F401
 
     final = reference_run / "final"
     model = AutoModelForMaskedLM.from_pretrained(final)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import glob
 import gzip
-
 import json
 import os
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ _KEYS = {
     "jsonl": {"type", "path", "text_field"},
     "text": {"type", "path", "split"},
     "parquet": {"type", "path", "text_field"},
-    "hf": {"type", "name", "config", "split", "text_field", "streaming", "revision"},
+    "hf": {"type", "name", "config", "split", "text_field", "streaming", "revision", "data_files"},
     "tokens": {"type", "path", "dtype", "eos_token_id"},
 }
 
@@ -150,7 +149,7 @@ def _read_text(path: str, split: str, stats: SourceStats) -> Iterator[str]:
 
 
 def _read_parquet(path: str, text_field: str) -> Iterator[str]:
-    import pyarrow.parquet as pq  # noqa: PLC0415 (optional dependency)
+    import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(columns=[text_field], batch_size=1024):
@@ -160,12 +159,13 @@ def _read_parquet(path: str, text_field: str) -> Iterator[str]:
 
 def _read_hf(spec: dict) -> Iterator[str]:
     try:
-        import datasets  # noqa: PLC0415 (optional dependency)
+        import datasets
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("an 'hf' data source needs the 'datasets' package: pip install 'aveyb[data]'") from err
     ds = datasets.load_dataset(
         spec["name"], spec.get("config"), split=spec.get("split", "train"),
         streaming=spec.get("streaming", True), revision=spec.get("revision"),
+        **({"data_files": spec["data_files"]} if spec.get("data_files") else {}),
     )
     field_name = spec.get("text_field", "text")
     for record in ds:
@@ -247,5 +247,12 @@ def read_texts(sources: list[dict], limit_chars: int | None = None) -> Iterator[
             return
 
 
-__all__ = ["SOURCE_TYPES", "SourceStats", "validate_source", "iter_documents", "read_texts",
-           "default_corpus_dir", "BUNDLED_CORPUS"]
+__all__ = [
+    "BUNDLED_CORPUS",
+    "SOURCE_TYPES",
+    "SourceStats",
+    "default_corpus_dir",
+    "iter_documents",
+    "read_texts",
+    "validate_source",
+]
