@@ -189,7 +189,9 @@ def test_finished_run_is_skipped(bert, tmp_path):
     logs = []
     again = run_finetune(bert, "sst2", tmp_path, cfg(), load_split=LOAD, log=logs.append)
     assert again == json.loads((tmp_path / "results.json").read_text()) and again["metrics"] == first["metrics"]
-    assert (tmp_path / "results.json").stat().st_mtime_ns == mtime and "skipping" in logs[0]
+    assert (tmp_path / "results.json").stat().st_mtime_ns == mtime and "skipping" in logs[0] and len(logs) == 1
+    run_finetune(bert, "sst2", tmp_path, cfg(lr=1e-4), load_split=LOAD, log=logs.append)
+    assert "differs from this request in ['lr']" in logs[-1]
 
 
 def test_crash_leaves_no_results(bert, tmp_path, monkeypatch):

@@ -87,11 +87,17 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
 
     out_dir = Path(output_dir)
     existing = load_results(out_dir)
-    if existing is not None and not force:
-        log(f"[aveyb] {out_dir / RESULTS_FILE} exists: skipping {task} (use --force to re-run)")
-        return existing
     spec = get_task(task)
     cfg = (config or FinetuneConfig()).resolved(spec.family)
+    if existing is not None and not force:
+        log(f"[aveyb] {out_dir / RESULTS_FILE} exists: skipping {task} (use --force to re-run)")
+        stored = {k: v for k, v in existing.get("config", {}).items() if k != "progress"}
+        wanted = {k: v for k, v in cfg.to_dict().items() if k != "progress"}
+        changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        if changed or existing.get("task") != task:
+            log(f"[aveyb] warning: the stored run differs from this request in {changed or ['task']}; "
+                "its results are kept (use --force or another --output-dir)")
+        return existing
     set_seed(cfg.seed)
     ddir = resolve_data_dir(data_dir)
     ctx = LoadContext(data_dir=ddir, config=cfg)
