@@ -43,16 +43,24 @@ def check_inputs(input_ids: Tensor | None, attention_mask: Tensor | None, inputs
         shape = inputs_embeds.shape[:2]
     if shape[0] == 0 or shape[1] == 0:
         raise ValueError(f"empty input: shape {tuple(shape)}; every sequence needs at least one token")
-    if input_ids is not None and not torch.compiler.is_compiling():
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= vocab_size:
-            raise ValueError(f"input_ids must lie in [0, {vocab_size}) (vocab_size); found values in [{low}, {high}]")
+    if attention_mask is not None and (
+            not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != tuple(shape)):
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else type(attention_mask).__name__
+        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(shape)}, got {got}")
+    if torch.compiler.is_compiling():
+        return shape[0], shape[1]
+    # One device-to-host sync for both value checks; details are computed only on failure.
+    flags = []
+    if input_ids is not None:
+        flags.append(((input_ids < 0) | (input_ids >= vocab_size)).any())
     if attention_mask is not None:
-        if not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != tuple(shape):
-            got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else type(attention_mask).__name__
-            raise ValueError(f"attention_mask must have the shape of input_ids {tuple(shape)}, got {got}")
-        if not torch.compiler.is_compiling() and not bool((attention_mask.sum(dim=-1) > 0).all()):
-            raise ValueError("attention_mask has a row with no real token (an empty sequence)")
+        flags.append((attention_mask.sum(dim=-1) == 0).any())
+    if flags and bool(torch.stack(flags).any()):
+        if input_ids is not None:
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= vocab_size:
+                raise ValueError(f"input_ids must lie in [0, {vocab_size}) (vocab_size); found values in [{low}, {high}]")
+        raise ValueError("attention_mask has a row with no real token (an empty sequence)")
     return shape[0], shape[1]
 
 
