@@ -239,7 +239,7 @@ class AveyBForMaskedLM(AveyBPreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
 
 
-def _classification_loss(config: AveyBConfig, logits: Tensor, labels: Tensor) -> Tensor:
+def classification_loss(config, logits: Tensor, labels: Tensor) -> Tensor:
     """transformers' convention: regression for 1 label, single- or multi-label otherwise."""
     num_labels = config.num_labels
     if config.problem_type is None:
@@ -277,7 +277,7 @@ class AveyBForSequenceClassification(AveyBPreTrainedModel):
         enc = _encode(self, input_ids, attention_mask, inputs_embeds, output_hidden_states)
         pooled = mean_pool(enc.last_hidden_state, attention_mask)
         logits = self.classifier(self.dense(pooled))
-        loss = _classification_loss(self.config, logits, labels) if labels is not None else None
+        loss = classification_loss(self.config, logits, labels) if labels is not None else None
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return tuple(v for v in (loss, logits, enc.hidden_states) if v is not None)

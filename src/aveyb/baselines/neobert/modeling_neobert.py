@@ -28,6 +28,7 @@ from transformers.modeling_outputs import (
 )
 
 from aveyb.baselines.neobert.configuration_neobert import NeoBERTConfig
+from aveyb.model.modeling_aveyb import classification_loss, mean_pool
 
 # ---- rotary positions ---------------------------------------------------------------------
 
@@ -201,28 +202,7 @@ class NeoBERTModel(NeoBERTPreTrainedModel):
 
 
 def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
-    if pooling == "cls":
-        return hidden[:, 0]
-    if attention_mask is None:
-        return hidden.mean(dim=1)
-    weights = attention_mask.to(hidden.dtype)[..., None]
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
-def _classification_loss(config, logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
-    """transformers' convention: MSE for one label, cross-entropy for ints, BCE for multi-label floats."""
-    if config.problem_type is None:
-        if num_labels == 1:
-            config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
-            config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-    if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1), ignore_index=-100)
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return hidden[:, 0] if pooling == "cls" else mean_pool(hidden, attention_mask)
 
 
 class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
@@ -273,7 +253,7 @@ class NeoBERTForSequenceClassification(NeoBERTPreTrainedModel):
         pooled = _pool(out.last_hidden_state, attention_mask, self.config.classifier_pooling)
         pooled = self.dropout(torch.tanh(self.dense(self.dropout(pooled))))
         logits = self.classifier(pooled)
-        loss = None if labels is None else _classification_loss(self.config, logits, labels, self.num_labels)
+        loss = None if labels is None else classification_loss(self.config, logits, labels)
         result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
         return result if return_dict is not False else result.to_tuple()
 
