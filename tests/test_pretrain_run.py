@@ -44,9 +44,13 @@ def _env():
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """One uninterrupted in-process run, shared by the tests below."""
-    torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("reference")
-    assert pretrain(PretrainConfig(**SMALL), run) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same as the subprocesses (OMP_NUM_THREADS=1): bit-exact comparisons
+    try:
+        run = tmp_path_factory.mktemp("reference")
+        assert pretrain(PretrainConfig(**SMALL), run) == 0
+    finally:
+        torch.set_num_threads(threads)
     return run
 
 
