@@ -163,3 +163,15 @@ def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     step = int((run / "checkpoints" / "latest").read_text().strip().split("-")[1])
     assert step >= 2 and max(_losses(run)) == step
+
+
+@pytest.mark.parametrize("overrides", [
+    {"keep_document_boundaries": True, "mask_strategy": "bert", "schedule": "wsd"},
+    {"arch": "bert", "schedule": "constant", "model_overrides": {"max_position_embeddings": 128}},
+])
+def test_options_run(tmp_path, overrides):
+    cfg = PretrainConfig(**{**SMALL, "max_steps": 2, "checkpoint_every": 2, "holdout_every": 10, **overrides})
+    assert pretrain(cfg, tmp_path) == 0
+    losses = _losses(tmp_path)
+    assert set(losses) == {1, 2} and all(0 < v < 20 for v in losses.values())
+    assert (tmp_path / "final" / "config.json").is_file()
