@@ -115,6 +115,21 @@ def test_word_alignment_and_votes(bert):
     assert decode_words([1, 2], [0, 0], 1, "majority", default=0) == [1]  # tie -> earliest sub-token
 
 
+def test_word_alignment_byte_level_bpe(aveyb_model):
+    from aveyb.tasks.token_classification import word_alignment
+    from aveyb.tasks.training import load_tokenizer
+
+    tok = load_tokenizer(aveyb_model)  # offsets of " world" include the space
+    words = ["Peter", "Blackburn", "visited", "London", "."]
+    ids, word_of = word_alignment(tok, words, 64, append_eos=True)
+    owners = [w for w in word_of if w is not None]
+    assert owners == sorted(owners) and set(owners) == set(range(len(words)))
+    assert ids[-1] == tok.eos_token_id and word_of[-1] is None
+    for w, word in enumerate(words):
+        pieces = [i for i, o in zip(ids, word_of) if o == w]
+        assert tok.decode(pieces).strip() == word
+
+
 def test_pairs_get_a_separator_and_eos(aveyb_model, bert):
     from aveyb.tasks.training import encode_text, load_tokenizer
 

@@ -68,6 +68,8 @@ def test_squad_v2_no_answer_like_the_official_script():
     assert m["squad_f1"] == pytest.approx((100 + 200 / 3 + 100 + 0) / 4)
     assert m["HasAns_exact"] == pytest.approx(50.0) and m["HasAns_f1"] == pytest.approx((100 + 200 / 3) / 2)
     assert m["NoAns_exact"] == pytest.approx(50.0)
+    # as in the official script, a prediction that normalises to "" counts as no answer
+    assert squad_metrics({"q3": "The."}, {"q3": []}, v2=True)["exact_match"] == 100.0
     # an answerable question answered with nothing scores 0
     assert squad_metrics({"q1": ""}, {"q1": ["cat"]}, v2=True)["squad_f1"] == 0.0
     with pytest.raises(ValueError, match="without answers"):

@@ -105,6 +105,16 @@ def paper_qa_f1(pred_positions: Sequence[set[int]], gold_positions: Sequence[Seq
     return total / len(pred_positions)
 
 
+def normalize_answer(text: str) -> str:
+    """The official SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
 def squad_metrics(predictions: dict[str, str], references: dict[str, list[str]], v2: bool = False) -> dict[str, float]:
     """Official SQuAD EM / F1 (0-100) through torchmetrics' SQuAD metric.
 
@@ -128,7 +138,8 @@ def squad_metrics(predictions: dict[str, str], references: dict[str, list[str]],
                     [{"answers": {"text": references[q], "answer_start": [0] * len(references[q])}, "id": q}
                      for q in has])
         has_em, has_f1 = float(res["exact_match"]), float(res["f1"])
-    no_score = 100.0 * sum(not predictions[q].strip() for q in no) / len(no) if no else 0.0
+    # official v2: an unanswerable question's gold is "", compared after normalisation
+    no_score = 100.0 * sum(not normalize_answer(predictions[q]) for q in no) / len(no) if no else 0.0
     n = len(has) + len(no)
     out["exact_match"] = (has_em * len(has) + no_score * len(no)) / n
     out["squad_f1"] = (has_f1 * len(has) + no_score * len(no)) / n
