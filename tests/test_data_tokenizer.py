@@ -44,6 +44,10 @@ def test_bundled_tokenizer_and_errors():
     assert len(tok) == 4096 and tok.mask_token_id is not None and tok.eos_token_id is not None
     with pytest.raises(FileNotFoundError):
         load_tokenizer("bundled:nope")
+    with pytest.raises(FileNotFoundError):
+        load_tokenizer("gpt2-bpe:/nonexistent/dir")
+    with pytest.raises(FileNotFoundError, match="neither a local"):
+        load_tokenizer("/nonexistent/tokenizer-dir")
 
 
 @pytest.mark.skipif(not GPT2_DIR.is_dir(), reason="offline GPT-2 BPE files not present")

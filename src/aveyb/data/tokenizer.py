@@ -103,7 +103,11 @@ def load_tokenizer(name: str):
         return gpt2_bpe_tokenizer(name.split(":", 1)[1])
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:  # ValueError: huggingface_hub rejects the name as a repo id
+        raise FileNotFoundError(f"tokenizer {name!r} is neither a local tokenizer directory nor loadable "
+                                f"from the Hugging Face Hub: {err}") from err
     return ensure_special_tokens(tokenizer)
 
 
