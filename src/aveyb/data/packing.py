@@ -132,16 +132,18 @@ class SequencePacker:
         doc = list(ids) + [self.eos_id]
         if not self.keep_boundaries:
             self.current.extend(doc)
-            while len(self.current) >= T:
-                self.pending.append(self.current[:T])
-                self.current = self.current[T:]
+            full = len(self.current) // T
+            if full:  # cut every full sequence at once (one copy, not one per sequence)
+                self.pending.extend(self.current[i * T:(i + 1) * T] for i in range(full))
+                self.current = self.current[full * T:]
             return
         if len(self.current) + len(doc) > T and self.current:
             self.pending.append(self.current)
             self.current = []
-        while len(doc) > T:
-            self.pending.append(doc[:T])
-            doc = doc[T:]
+        if len(doc) > T:
+            pieces = (len(doc) - 1) // T  # full pieces; the rest (1..T tokens) stays
+            self.pending.extend(doc[i * T:(i + 1) * T] for i in range(pieces))
+            doc = doc[pieces * T:]
         if doc == [self.eos_id]:  # the document filled its last piece exactly: no lone separator
             return
         self.current.extend(doc)
