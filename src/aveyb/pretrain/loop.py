@@ -412,6 +412,8 @@ class _Prefetcher:
         self._thread.start()
 
     def _run(self) -> None:
+        import queue
+
         packer, slices, masking, global_batch, steps = self._args
         try:
             stream = iter(packer)
@@ -429,7 +431,7 @@ class _Prefetcher:
                     try:
                         self._queue.put(item, timeout=0.1)
                         break
-                    except Exception:  # queue.Full
+                    except queue.Full:
                         continue
                 if self._stop.is_set():
                     return
@@ -553,31 +555,9 @@ def _save_final(path: Path, model, optimizer, tokenizer, cfg: PretrainConfig, in
     """``save_pretrained`` + tokenizer: loadable by AutoModelForMaskedLM, AutoTokenizer, fill-mask."""
     model_sd, _ = _full_state_dicts(model, optimizer, cfg.distributed, info.world_size, with_optimizer=False)
     if info.is_main:
-        with _no_generation_parameter_check(model.config):
-            model.save_pretrained(str(path), state_dict=model_sd)
+        model.save_pretrained(str(path), state_dict=model_sd)
         tokenizer.save_pretrained(str(path))
     if info.enabled:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-@contextlib.contextmanager
-def _no_generation_parameter_check(config):
-    """transformers 5 refuses to save a config with a field named like a generation parameter.
-
-    Avey-B's ``top_k`` is the ranker's k, not a sampling setting; masked LMs do not generate.
-    """
-    cls = type(config)
-    original = cls.__dict__.get("_get_generation_parameters")
-    if not hasattr(cls, "_get_generation_parameters"):
-        yield
-        return
-    cls._get_generation_parameters = lambda self: {}
-    try:
-        yield
-    finally:
-        if original is None:
-            del cls._get_generation_parameters
-        else:
-            cls._get_generation_parameters = original
