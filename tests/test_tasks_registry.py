@@ -204,3 +204,27 @@ def test_config_validation_and_presets():
         build_config(None, {"learning_rate": 1})
     assert {"paper", "quick", "ci", "cpu-tiny", "quickstart"} <= set(list_presets())
     assert build_config("ci", parse_set_items(["qa_head=in_span", "lr=1e-4"])).lr == 1e-4
+
+
+def test_hub_unavailable_is_a_clear_error(monkeypatch):
+    import datasets
+
+    from aveyb.tasks.hub import HubUnavailableError, hub_load_split
+
+    def offline(*a, **k):
+        raise ConnectionError("no internet")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(HubUnavailableError, match=r"could not load 'nyu-mll/glue' \(config 'sst2'.*--data-dir"):
+        hub_load_split("nyu-mll/glue", "sst2", "train")
+
+
+def test_beir_corpus_cut_keeps_judged_documents():
+    from aveyb.tasks.hub import beir_data
+
+    corpus = [{"_id": str(i), "title": "", "text": f"doc {i}"} for i in range(50)]
+    data = beir_data(corpus, [{"_id": "q", "text": "query"}], [{"query-id": "q", "corpus-id": "42", "score": 1}],
+                     "test", max_corpus_size=5, seed=0)
+    assert "42" in data.corpus and len(data.corpus) == 6
+    assert len(beir_data(corpus, [{"_id": "q", "text": "x"}], [{"query-id": "q", "corpus-id": "1", "score": 1}],
+                         "test").corpus) == 50
