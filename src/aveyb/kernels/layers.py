@@ -30,22 +30,11 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from aveyb.kernels.tuning import dot_precision, tunable
 from aveyb.model import layers as ref
 
 ACT_IDS = {"gelu": 0, "gelu_tanh": 1, "relu": 2, "silu": 3}
 NORM_IDS = {"sum": 0, "softmax": 1, "none": 2, "signed_sum": 3}
-
-
-def _tunable(configs: list) -> list:
-    """Autotuning candidates; only the first under TRITON_INTERPRET=1 (the CPU interpreter cannot time)
-    or AVEYB_AUTOTUNE=0 (read at import; the parity tests use it to keep compilation short)."""
-    if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AVEYB_AUTOTUNE") == "0":
-        return configs[:1]
-    return configs
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
 @triton.jit
@@ -109,7 +98,7 @@ _ACTIVATE_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=_tunable(_ACTIVATE_CONFIGS), key=["D", "ZW", "NEED_NORM"])
+@triton.autotune(configs=tunable(_ACTIVATE_CONFIGS), key=["D", "ZW", "NEED_NORM"])
 @triton.jit
 def _activate_kernel(
     z_ptr, mask_ptr, u_ptr, inv_ptr, out_ptr, R, D, ZW, OW, eps,
@@ -167,7 +156,7 @@ _STATIC_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=_tunable(_STATIC_CONFIGS), key=["S", "D", "ZW"])
+@triton.autotune(configs=tunable(_STATIC_CONFIGS), key=["S", "D", "ZW"])
 @triton.jit
 def _static_mix_kernel(
     z_ptr, u_ptr, p_ptr, out_ptr, S, D, ZW, OW,
@@ -196,7 +185,7 @@ _DYNAMIC_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=_tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"])
+@triton.autotune(configs=tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"])
 @triton.jit
 def _dynamic_mix_kernel(
     z_ptr, u_ptr, a_ptr, inv_ptr, p_ptr, tau_ptr, mask_ptr, out_ptr, S, D, ZW, OW, eps,
@@ -259,7 +248,7 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
         return out
     has_mask = mask is not None
     mask_u8 = mask.contiguous().view(torch.uint8) if has_mask else z
-    prec = _dot_precision(z.dtype)
+    prec = dot_precision(z.dtype)
     dynamic = kind != "static"
     u = torch.empty(n_split, split_size, width, device=z.device, dtype=z.dtype)
     inv = torch.empty(rows, device=z.device, dtype=torch.float32) if dynamic else u

@@ -22,28 +22,12 @@ differentiates them; :class:`_Compress` recomputes the reference ``compress`` un
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from aveyb.kernels.tuning import dot_precision, tunable
 from aveyb.model import ranker as ref
-
-
-def _tunable(configs: list) -> list:
-    """Autotuning candidates; only the first under TRITON_INTERPRET=1 (the CPU interpreter cannot time)
-    or AVEYB_AUTOTUNE=0 (read at import; the parity tests use it to keep compilation short)."""
-    if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AVEYB_AUTOTUNE") == "0":
-        return configs[:1]
-    return configs
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    # fp32 inputs: 3xTF32 (about fp32 accuracy, so the selection matches the fp32 reference);
-    # bf16/fp16 inputs use the tensor cores' native path and the flag is ignored.
-    return "tf32x3" if dtype == torch.float32 else "tf32"
-
 
 _MAXSIM_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
@@ -52,7 +36,7 @@ _MAXSIM_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=_tunable(_MAXSIM_CONFIGS), key=["S", "D", "NB"])
+@triton.autotune(configs=tunable(_MAXSIM_CONFIGS), key=["S", "D", "NB"])
 @triton.jit
 def _maxsim_kernel(
     xn_ptr, mask_ptr, out_ptr,
@@ -119,7 +103,7 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor, eps: float, direction: str
     work_bucket = min(triton.next_power_of_2(batch * n_splits), 256)
     _maxsim_kernel[grid](
         xn, mask_u8, out, n_splits, split_size, width, work_bucket,
-        HAS_MASK=has_mask, LEFT=(direction == "left"), BLOCK_S=block_s, PREC=_dot_precision(xs.dtype),
+        HAS_MASK=has_mask, LEFT=(direction == "left"), BLOCK_S=block_s, PREC=dot_precision(xs.dtype),
     )
     return out
 
@@ -207,7 +191,7 @@ def compress(xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, down_pr
     grid = (batch * n_splits, triton.cdiv(split_size, block_m), triton.cdiv(width, block_n))
     _compress_kernel[grid](
         xs, idx.contiguous(), weights.float().contiguous(), dp, out, n_splits, split_size, width,
-        K=k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PREC=_dot_precision(xs.dtype),
+        K=k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PREC=dot_precision(xs.dtype),
         num_warps=4, num_stages=3,
     )
     return out

@@ -1,0 +1,24 @@
+"""Autotuning choices and dot precision shared by the Triton kernels."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+
+def tunable(configs: list) -> list:
+    """Autotuning candidates, or only the smallest tiles under TRITON_INTERPRET=1 (the CPU
+    interpreter cannot time) or AVEYB_AUTOTUNE=0 (read at import; the parity tests use it to keep
+    compilation short). Without autotuning nothing prunes a config that exceeds shared memory
+    (S=256 in fp32 did with 64-row tiles), so the fallback is the one with the smallest footprint."""
+    if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AVEYB_AUTOTUNE") == "0":
+        return [min(configs, key=lambda c: math.prod(c.kwargs.values()) * max(c.num_stages, 1))]
+    return configs
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 inputs: 3xTF32 (about fp32 accuracy, so selections match the fp32 reference); bf16/fp16
+    inputs use the tensor cores' native path and the flag is ignored."""
+    return "tf32x3" if dtype == torch.float32 else "tf32"
