@@ -3,6 +3,7 @@
 Importing the package registers Avey-B (and the NeoBERT baseline) with transformers' Auto classes.
 """
 
+from aveyb.baselines.neobert import register as _register_neobert
 from aveyb.config import AveyBConfig, preset_config
 from aveyb.model import (
     AveyBForMaskedLM,
@@ -12,8 +13,6 @@ from aveyb.model import (
     AveyBModel,
     mean_pool,
 )
-
-from aveyb.baselines.neobert import register as _register_neobert
 
 _register_neobert()  # NeoBERT is not in transformers: make AutoModel* resolve it too
 
