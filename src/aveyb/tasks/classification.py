@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
-
 from aveyb.evaluation.metrics import classification_metrics
 from aveyb.tasks.data import TaskDataError
 from aveyb.tasks.training import (
+    encode_and_train,
     encode_text,
     load_model,
     load_tokenizer,
     pad_batch,
     predict_batches,
     resolve_max_length,
-    train_loop,
 )
 
 
@@ -59,12 +57,7 @@ def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[s
                        id2label=dict(enumerate(labels)), label2id=label2id)
     max_len = resolve_max_length(cfg, model.config, tokenizer)
     enc = partial(encode, tokenizer=tokenizer, label2id=label2id, max_length=max_len, append_eos=cfg.append_eos)
-    train = enc(splits.train, where=f"{task.name}/train")
-    val = enc(splits.validation, where=f"{task.name}/validation")
-    test = enc(splits.test, where=f"{task.name}/test") if splits.test is not None and cfg.evaluate_test else None
-    torch.manual_seed(cfg.seed)
-    stats = train_loop(model, train, partial(pad_batch, pad_id=tokenizer.pad_token_id, label_keys=("labels",)),
-                       cfg, device, desc=f"{task.name} train")
+    stats, val, test = encode_and_train(model, tokenizer, enc, splits, task, cfg, device)
     out = dict(stats)
     pos = task.options.get("positive_label")
     for name, feats in (("validation", val), ("test", test)):

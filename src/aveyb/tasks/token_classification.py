@@ -7,18 +7,16 @@ from __future__ import annotations
 from collections import Counter
 from functools import partial
 
-import torch
-
 from aveyb.evaluation.metrics import token_classification_metrics
 from aveyb.tasks.data import TaskDataError
 from aveyb.tasks.training import (
+    encode_and_train,
     end_token_id,
     load_model,
     load_tokenizer,
     pad_batch,
     predict_batches,
     resolve_max_length,
-    train_loop,
 )
 
 
@@ -129,12 +127,7 @@ def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[s
     max_len = resolve_max_length(cfg, model.config, tokenizer)
     enc = partial(encode, tokenizer=tokenizer, label2id=label2id, max_length=max_len, append_eos=cfg.append_eos,
                   decoding=cfg.tc_decoding)
-    train = enc(splits.train, where=f"{task.name}/train")
-    val = enc(splits.validation, where=f"{task.name}/validation")
-    test = enc(splits.test, where=f"{task.name}/test") if splits.test is not None and cfg.evaluate_test else None
-    torch.manual_seed(cfg.seed)
-    stats = train_loop(model, train, partial(pad_batch, pad_id=tokenizer.pad_token_id, label_keys=("labels",)),
-                       cfg, device, desc=f"{task.name} train")
+    stats, val, test = encode_and_train(model, tokenizer, enc, splits, task, cfg, device)
     out = dict(stats)
     bio = task.options.get("bio", True)
     for name, feats in (("validation", val), ("test", test)):

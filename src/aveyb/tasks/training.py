@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import torch
@@ -256,3 +257,18 @@ def predict_batches(model, features: list[dict], collate, cfg: FinetuneConfig, d
         with autocast(cfg, device):
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         yield idx, output(out)
+
+
+def encode_and_train(model, tokenizer, encode: Callable, splits, task, cfg: FinetuneConfig, device,
+                     label_keys: Sequence[str] = ("labels",)) -> tuple[dict, list[dict], list[dict] | None]:
+    """Encode the three splits with ``encode(rows, where=...)``, train on ``train``; returns
+    (training stats, encoded validation, encoded test or None when there is none or it is off)."""
+    train = encode(splits.train, where=f"{task.name}/train")
+    val = encode(splits.validation, where=f"{task.name}/validation")
+    test = (encode(splits.test, where=f"{task.name}/test")
+            if splits.test is not None and cfg.evaluate_test else None)
+    torch.manual_seed(cfg.seed)
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id, label_keys=tuple(label_keys))
+    stats = train_loop(model, train, collate, cfg, device, desc=f"{task.name} train")
+    return stats, val, test
+
