@@ -257,6 +257,16 @@ def classification_loss(config, logits: Tensor, labels: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
+def span_loss(start_logits: Tensor, end_logits: Tensor, start_positions: Tensor, end_positions: Tensor) -> Tensor:
+    """Mean of the start and end cross-entropies; as in transformers, positions outside the
+    input are clamped to the length and ignored."""
+    ignored = start_logits.size(1)
+    start = start_positions.view(-1).clamp(0, ignored)
+    end = end_positions.view(-1).clamp(0, ignored)
+    return (F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
+            + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)) / 2
+
+
 class AveyBForSequenceClassification(AveyBPreTrainedModel):
     """Mean pool -> Linear(d,2d) GELU Linear(2d,2d) GELU Linear(2d,d) -> Linear(d, n_labels) (SPEC 4)."""
 
@@ -333,12 +343,7 @@ class AveyBForQuestionAnswering(AveyBPreTrainedModel):
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
         if start_positions is not None and end_positions is not None:
-            # As in transformers: positions outside the input are clamped and ignored.
-            ignored = start_logits.size(1)
-            start = start_positions.view(-1).clamp(0, ignored)
-            end = end_positions.view(-1).clamp(0, ignored)
-            loss = (F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
-                    + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)) / 2
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return tuple(v for v in (loss, start_logits, end_logits, enc.hidden_states) if v is not None)

@@ -28,7 +28,7 @@ from transformers.modeling_outputs import (
 )
 
 from aveyb.baselines.neobert.configuration_neobert import NeoBERTConfig
-from aveyb.model.modeling_aveyb import classification_loss, mean_pool
+from aveyb.model.modeling_aveyb import classification_loss, mean_pool, span_loss
 
 # ---- rotary positions ---------------------------------------------------------------------
 
@@ -298,13 +298,7 @@ class NeoBERTForQuestionAnswering(NeoBERTPreTrainedModel):
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(dim=-1)
         loss = None
         if start_positions is not None and end_positions is not None:
-            ignored = start_logits.size(1)  # positions outside the sequence are ignored, as in BERT
-            start = start_positions.view(-1).clamp(0, ignored)
-            end = end_positions.view(-1).clamp(0, ignored)
-            loss = (
-                F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
-                + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)
-            ) / 2
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         result = QuestionAnsweringModelOutput(
             loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=out.hidden_states
         )
