@@ -121,10 +121,24 @@ def test_rank_and_compress_parity(case, dtype):
         gx, gd = torch.autograd.grad((h.double() * grad_out.double()).sum(), (xx, dd))
         return h, hm, gx, gd
 
+    # Selection and weighting (the inference kernel) on the same scores: equal picks for every
+    # split with a real token (an empty split's scores all tie; its output is masked anyway).
+    scores = fused.maxsim_scores(xs, ms, cfg.eps, direction)
+    idx_r, valid_r, sel_r = ref.select_top_splits(scores, cand, k)
+    w_r = ref.split_weights(sel_r, valid_r, weighting, cfg.eps)
+    idx_f, w_f = fused.select_and_weight(scores, k, weighting, cfg.eps)
+    real = ms.any(-1)
+    assert torch.equal(idx_f[real], idx_r[real])
+    torch.testing.assert_close(w_f[real], w_r[real], rtol=1e-6, atol=1e-6)
+
     h64, hm64, gx64, gd64 = run(ref.rank_and_compress, x_d.double(), down_d.double())
     hr, _, gxr, gdr = run(ref.rank_and_compress, x_d, down_d)
     hf, hmf, gxf, gdf = run(fused.rank_and_compress, x_d, down_d)
-    assert torch.equal(hmf, hm64)
+    with torch.no_grad():
+        h_inf, hm_inf = fused.rank_and_compress(x_d, mask, down_d, cfg)
+    for got in (hmf, hm_inf):  # None means "nothing padded", which must then be true
+        assert torch.equal(got, hm64) if got is not None else bool(hm64.all())
+    check("rank_and_compress fwd (inference)", h_inf, hr, h64, dtype)
     check("rank_and_compress fwd", hf, hr, h64, dtype)
     check("rank_and_compress grad x", gxf, gxr, gx64, dtype)
     check("rank_and_compress grad D", gdf, gdr, gd64, dtype)
@@ -143,68 +157,93 @@ LAYER_CASES = [  # (kind, norm, act, M, S, d, padded)
 ]
 
 
-@gpu
-@needs_triton
-@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
-@pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_layer_forward_parity(case, dtype, monkeypatch):
-    """Inference path (Triton kernels, no autograd) and the "recompute" training path."""
-    monkeypatch.setenv("AVEYB_FUSED_TRAIN", "recompute")
-    _layer_parity(case, dtype)
-
-
-@gpu
-@needs_triton
-@pytest.mark.parametrize("case", [LAYER_CASES[0], LAYER_CASES[3]], ids=["static", "dynamic"])
-def test_layer_compiled_training_path(case, monkeypatch):
-    """The default training path (torch.compile of the reference layer) computes the same gradients."""
-    monkeypatch.setenv("AVEYB_FUSED_TRAIN", "compiled")
-    _layer_parity(case, torch.bfloat16)
-
-
-def _layer_parity(case, dtype):
-    from aveyb.kernels.layers import layer_forward
+def _random_layers(cfg, kind, n, dev):
     from aveyb.model.layers import AveyBLayer
 
+    layers = []
+    for _ in range(n):
+        layer = AveyBLayer(cfg, kind).to(dev)
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.copy_(torch.randn_like(p) * (0.5 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.3)
+                        + (1 if p.dim() < 2 else 0))
+            if hasattr(layer, "tau"):
+                layer.tau.fill_(0.7)
+        layers.append(layer)
+    return layers
+
+
+def _layer_inputs(case, dev):
     kind, norm, act, m, s, width, padded = case
     cfg = preset_config("tiny", hidden_size=width, split_size=s, dynamic_norm=norm, hidden_act=act)
-    dev = torch.device("cuda")
     torch.manual_seed(zlib.crc32(repr(case).encode()))
-    layer = AveyBLayer(cfg, kind).to(dev)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.copy_(torch.randn_like(p) * (0.5 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.3) + (1 if p.dim() < 2 else 0))
-        if hasattr(layer, "tau"):
-            layer.tau.fill_(0.7)
     x = torch.randn(m, s, width, device=dev)
     mask = None
     if padded:
         mask = torch.rand(m, s, device=dev) > 0.3
         mask[0] = True
         mask[-1] = False  # a split with no real row (the tail of a padded batch)
-    grad_out = torch.randn(m, s, width, device=dev)
+    return cfg, x, mask
+
+
+@gpu
+@needs_triton
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
+@pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_layer_forward_parity(case, dtype):
+    """Inference path: enricher GEMM (RMSNorm folded, fused epilogue), mix kernel, fuser GEMM
+    (residual and next-layer row statistics in the epilogue), for one layer and for three chained
+    layers (the second and third take their RMSNorm statistics from the previous fuser)."""
+    import copy
+
+    from aveyb.kernels.layers import layer_forward, run_layers
+
+    dev = torch.device("cuda")
+    cfg, x, mask = _layer_inputs(case, dev)
+    layers = _random_layers(cfg, case[0], 3, dev)
+    l64 = [copy.deepcopy(lay).double() for lay in layers]
+    ld = [copy.deepcopy(lay).to(dtype) for lay in layers]
+    with torch.no_grad():
+        out64 = l64[0](x.double(), mask)
+        outr = ld[0](x.to(dtype), mask)
+        outf = layer_forward(ld[0], x.to(dtype), mask)
+        chain64, chainr = x.double(), x.to(dtype)
+        for a, b in zip(l64, ld):
+            chain64, chainr = a(chain64, mask), b(chainr, mask)
+        chainf = list(run_layers(ld, x.to(dtype), mask))[-1]
+    name = "/".join(case[:3])
+    check(f"layer {name} fwd", outf, outr, out64, dtype)
+    check(f"3 layers {name} fwd", chainf, chainr, chain64, dtype)
+
+
+@gpu
+@needs_triton
+@pytest.mark.parametrize("case", [LAYER_CASES[0], LAYER_CASES[3], LAYER_CASES[4]], ids=["static", "dynamic", "softmax"])
+def test_layer_training_path(case):
+    """With autograd on, the fused layer runs the reference compiled: same outputs and gradients."""
+    import copy
+
+    from aveyb.kernels.layers import layer_forward
+
+    dev, dtype = torch.device("cuda"), torch.bfloat16
+    cfg, x, mask = _layer_inputs(case, dev)
+    (layer,) = _random_layers(cfg, case[0], 1, dev)
+    grad_out = torch.randn(x.shape, device=dev)
 
     def run(layer_, xx, fn):
         xx = xx.detach().requires_grad_(True)
         out = fn(layer_, xx, mask)
-        params = list(layer_.parameters())
-        grads = torch.autograd.grad((out.double() * grad_out.double()).sum(), [xx] + params)
+        grads = torch.autograd.grad((out.double() * grad_out.double()).sum(), [xx] + list(layer_.parameters()))
         return out, grads
 
-    import copy
-
-    l64 = copy.deepcopy(layer).double()
+    out64, g64 = run(copy.deepcopy(layer).double(), x.double(), lambda l_, xx, mk: l_(xx, mk))
     ld = copy.deepcopy(layer).to(dtype)
-    out64, g64 = run(l64, x.double(), lambda l_, xx, mk: l_(xx, mk))
     outr, gr = run(ld, x.to(dtype), lambda l_, xx, mk: l_(xx, mk))
     outf, gf = run(ld, x.to(dtype), layer_forward)
-    with torch.no_grad():
-        out_inference = layer_forward(ld, x.to(dtype), mask)
-    check(f"layer {kind}/{norm}/{act} fwd (inference)", out_inference, outr, out64, dtype)
-    check(f"layer {kind}/{norm}/{act} fwd (autograd)", outf, outr, out64, dtype)
+    check(f"layer {case[0]} fwd (autograd)", outf, outr, out64, dtype)
     names = ["x"] + [n for n, _ in layer.named_parameters()]
     for name, a, b, c in zip(names, gf, gr, g64):
-        check(f"layer {kind}/{norm} grad {name}", a, b, c, dtype)
+        check(f"layer {case[0]} grad {name}", a, b, c, dtype)
 
 
 @gpu

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-AVEY_IMPLS = ("fused", "fused-recompute", "reference", "official-style")
+AVEY_IMPLS = ("fused", "reference", "official-style")
 BASELINE_IMPLS = ("sdpa", "flash", "eager")
 
 
@@ -98,7 +98,7 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
     if model == "avey-b":
         if impl not in AVEY_IMPLS:
             raise ValueError(f"Avey-B impl {impl!r}; choose one of {AVEY_IMPLS}")
-        backend = {"fused": "triton", "fused-recompute": "triton", "reference": "torch", "official-style": "torch"}[impl]
+        backend = {"fused": "triton", "reference": "torch", "official-style": "torch"}[impl]
         config = build_config("avey-b", preset, vocab_size, kernel_backend=backend)
         with device:
             mlm = AutoModelForMaskedLM.from_config(config)
@@ -225,9 +225,6 @@ class Bench:
                 torch.cuda.empty_cache()
 
     def _measure(self, rec: Measurement, module, optimizer) -> None:
-        previous = os.environ.get("AVEYB_FUSED_TRAIN")
-        if rec.impl == "fused-recompute":  # the Triton layer forward with a recompute backward
-            os.environ["AVEYB_FUSED_TRAIN"] = "recompute"
         try:
             fn = self._step(rec, module, optimizer)
             times, peak = time_calls(fn, self.device, self.warmup, self.repeats, self.min_time)
@@ -244,11 +241,6 @@ class Bench:
         except Exception as err:  # noqa: BLE001  recorded, and the CLI exits non-zero
             rec.status, rec.note = "error", f"{type(err).__name__}: {err}"[:300]
         finally:
-            if rec.impl == "fused-recompute":
-                if previous is None:
-                    os.environ.pop("AVEYB_FUSED_TRAIN", None)
-                else:
-                    os.environ["AVEYB_FUSED_TRAIN"] = previous
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
             gc.collect()

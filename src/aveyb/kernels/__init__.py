@@ -6,7 +6,9 @@ below instead; each returns what its reference returns:
 
 * :func:`supports` -- whether these kernels cover ``config`` on ``device`` (else the reference runs);
 * :func:`rank_and_compress` -- matches :func:`aveyb.model.ranker.rank_and_compress`;
-* :func:`layer_forward` -- matches ``AveyBLayer.forward``.
+* :func:`layer_forward` -- matches ``AveyBLayer.forward``;
+* :func:`run_layers` -- every layer in turn (yielding each output), passing the row statistics
+  one fused layer computes for the next one's RMSNorm.
 
 Triton is imported lazily, on the first call of the last two, so that ``import aveyb.kernels``
 works on machines without Triton (CI); there :func:`supports` is False. Every kernel sits beside
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["available", "layer_forward", "rank_and_compress", "supports", "unsupported_reason"]
+__all__ = ["available", "layer_forward", "rank_and_compress", "run_layers", "supports", "unsupported_reason"]
 
 # Largest split size the one-tile-per-split kernels hold in registers (an S x S tile row block).
 MAX_SPLIT_SIZE = 512
@@ -65,3 +67,10 @@ def layer_forward(layer, x, mask):
     from aveyb.kernels import layers
 
     return layers.layer_forward(layer, x, mask)
+
+
+def run_layers(layers, h, mask):
+    """Yield the output of each of ``layers`` applied in turn to ``h`` (M, S, d)."""
+    from aveyb.kernels import layers as fused_layers
+
+    return fused_layers.run_layers(layers, h, mask)

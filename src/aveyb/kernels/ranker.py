@@ -39,12 +39,12 @@ _MAXSIM_CONFIGS = [
 @triton.autotune(configs=tunable(_MAXSIM_CONFIGS), key=["S", "D", "NB"])
 @triton.jit
 def _maxsim_kernel(
-    xn_ptr, mask_ptr, out_ptr,
+    x_ptr, inv_ptr, mask_ptr, out_ptr,
     N, S, D, NB,
     HAS_MASK: tl.constexpr, LEFT: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
-    """score[b, i, j] = sum_{real t in X_i} max_{real u in X_j} xn_t . xn_u  (xn: cosine-normalised)."""
+    """score[b, i, j] = sum_{real t in X_i} max_{real u in X_j} cos(x_t, x_u), cos = (x_t . x_u) inv_t inv_u."""
     j = tl.program_id(0)
     i = tl.program_id(1)
     b = tl.program_id(2)
@@ -60,6 +60,7 @@ def _maxsim_kernel(
         if HAS_MASK:
             key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
         n_key = tl.sum(key_ok.to(tl.int32), axis=0)
+        inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
         if n_key > 0:
             total = 0.0
             dd = tl.arange(0, BLOCK_D)
@@ -71,41 +72,96 @@ def _maxsim_kernel(
                 acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
                 for d0 in range(0, D, BLOCK_D):
                     d_ok = (d0 + dd) < D
-                    q = tl.load(xn_ptr + (base_i + rows)[:, None] * D + (d0 + dd)[None, :],
+                    q = tl.load(x_ptr + (base_i + rows)[:, None] * D + (d0 + dd)[None, :],
                                 mask=(rows < S)[:, None] & d_ok[None, :], other=0.0)
-                    k = tl.load(xn_ptr + (base_j + keys)[:, None] * D + (d0 + dd)[None, :],
+                    k = tl.load(x_ptr + (base_j + keys)[:, None] * D + (d0 + dd)[None, :],
                                 mask=(keys < S)[:, None] & d_ok[None, :], other=0.0)
                     acc = tl.dot(q, tl.trans(k), acc, input_precision=PREC)
+                inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=0.0)
+                acc = acc * inv_q[:, None] * inv_k[None, :]
                 acc = tl.where(key_ok[None, :], acc, float("-inf"))
                 best = tl.max(acc, axis=1)
                 total += tl.sum(tl.where(row_ok, best, 0.0), axis=0)
             tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total)
 
 
-def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor, eps: float, direction: str = "left") -> torch.Tensor:
+def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, direction: str = "left") -> torch.Tensor:
     """Triton :func:`aveyb.model.ranker.maxsim_scores` over candidate pairs only; others are -inf.
 
-    (B, N, S, d) zero-padded splits, (B, N, S) bool -> (B, N, N) float32.
+    (B, N, S, d) zero-padded splits, (B, N, S) bool or None (nothing padded) -> (B, N, N) float32.
+    The splits are read as they are; cosines are dot products scaled by 1 / (‖x‖ + eps) in fp32.
     """
     batch, n_splits, split_size, width = xs.shape
-    xn = ref.cosine_normalize(xs.float(), eps)
-    if xs.dtype != torch.float32:
-        xn = xn.to(xs.dtype)
-    xn = xn.contiguous()
+    xs = xs.contiguous()
+    inv = 1.0 / (torch.linalg.vector_norm(xs, dim=-1, dtype=torch.float32) + eps)
     out = torch.full((batch, n_splits, n_splits), float("-inf"), device=xs.device, dtype=torch.float32)
     if n_splits < 2 or batch == 0:
         return out
-    has_mask = not bool(ms.all())
-    mask_u8 = ms.contiguous().view(torch.uint8)
+    mask_u8 = ms.contiguous().view(torch.uint8) if ms is not None else inv
     block_s = max(16, triton.next_power_of_2(split_size))
     grid = (n_splits, n_splits, batch)
     # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.
     work_bucket = min(triton.next_power_of_2(batch * n_splits), 256)
     _maxsim_kernel[grid](
-        xn, mask_u8, out, n_splits, split_size, width, work_bucket,
-        HAS_MASK=has_mask, LEFT=(direction == "left"), BLOCK_S=block_s, PREC=dot_precision(xs.dtype),
+        xs, inv, mask_u8, out, n_splits, split_size, width, work_bucket,
+        HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s, PREC=dot_precision(xs.dtype),
     )
     return out
+
+
+@triton.jit
+def _select_kernel(scores_ptr, idx_ptr, w_ptr, N, eps, K: tl.constexpr, WEIGHTING: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """One (batch, split) row of scores -> its k picks and weights, as ``select_top_splits`` then
+    ``split_weights`` (inference only): picks in descending order, right-aligned in the k slots,
+    weights score / (min or max selected + eps), or 1 (WEIGHTING 0 = min, 1 = max, 2 = none)."""
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK_N)
+    s = tl.load(scores_ptr + row * N + cols, mask=cols < N, other=float("-inf"))
+    slots = tl.arange(0, BLOCK_K)
+    top_s = tl.full((BLOCK_K,), float("-inf"), tl.float32)
+    top_i = tl.zeros((BLOCK_K,), tl.int32)
+    for r in tl.static_range(K):
+        best = tl.max(s, axis=0)
+        pick = tl.min(tl.where(s == best, cols, BLOCK_N), axis=0)
+        top_s = tl.where(slots == r, best, top_s)
+        top_i = tl.where(slots == r, pick, top_i)
+        s = tl.where(cols == pick, float("-inf"), s)
+    n_valid = tl.sum(((top_s > float("-inf")) & (slots < K)).to(tl.int32), axis=0)
+    source = slots - (K - n_valid)  # which pick lands in each slot
+    valid = (source >= 0) & (slots < K)
+    take = source[:, None] == slots[None, :]
+    sel_s = tl.sum(tl.where(take, top_s[None, :], 0.0), axis=1)
+    sel_i = tl.sum(tl.where(take, top_i[None, :], 0), axis=1)
+    if WEIGHTING == 0:
+        ref = tl.min(tl.where(valid, sel_s, float("inf")), axis=0)
+    elif WEIGHTING == 1:
+        ref = tl.max(tl.where(valid, sel_s, float("-inf")), axis=0)
+    else:
+        ref = 1.0
+    ref = tl.where(n_valid > 0, ref, 1.0)
+    if WEIGHTING == 2:
+        w = tl.where(valid, 1.0, 0.0)
+    else:
+        w = tl.where(valid, sel_s / (ref + eps), 0.0)
+    tl.store(idx_ptr + row * K + slots, tl.where(valid, sel_i, 0).to(tl.int64), mask=slots < K)
+    tl.store(w_ptr + row * K + slots, w, mask=slots < K)
+
+
+_WEIGHTING_IDS = {"min": 0, "max": 1, "none": 2}
+
+
+def select_and_weight(scores: torch.Tensor, k: int, weighting: str, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton ``select_top_splits`` + ``split_weights`` on MaxSim scores whose non-candidates are
+    -inf (what :func:`maxsim_scores` returns): (B, N, N) -> idx (B, N, k) int64, weights fp32."""
+    batch, n_splits, _ = scores.shape
+    idx = torch.empty(batch, n_splits, k, device=scores.device, dtype=torch.long)
+    weights = torch.empty(batch, n_splits, k, device=scores.device, dtype=torch.float32)
+    if batch * n_splits:
+        _select_kernel[(batch * n_splits,)](
+            scores.contiguous(), idx, weights, n_splits, eps, K=k, WEIGHTING=_WEIGHTING_IDS[weighting],
+            BLOCK_N=max(16, triton.next_power_of_2(n_splits)), BLOCK_K=max(2, triton.next_power_of_2(k)), num_warps=1)
+    return idx, weights
 
 
 class _MaxSim(torch.autograd.Function):
@@ -122,6 +178,8 @@ class _MaxSim(torch.autograd.Function):
         xs, ms = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None
+        if ms is None:
+            ms = torch.ones(xs.shape[:-1], dtype=torch.bool, device=xs.device)
         pairs = (grad != 0).nonzero(as_tuple=True)
         b, i, j = pairs
         if b.numel() == 0:
@@ -220,19 +278,35 @@ class _Compress(torch.autograd.Function):
 
 
 def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: torch.Tensor, config):
-    """Fused :func:`aveyb.model.ranker.rank_and_compress` (compression on): (B·N, S, d), (B·N, S)."""
+    """Fused :func:`aveyb.model.ranker.rank_and_compress` (compression on): (B·N, S, d), (B·N, S).
+
+    With no attention mask and T a multiple of S nothing is padded: the splits are a view of x,
+    the kernels skip masking and the returned row mask is None (decided on the host, no sync).
+    """
     if not config.compression:
         raise ValueError("the fused ranker needs compression=True (kernels.supports says so)")
-    xs, ms = ref.split_sequence(x, mask, config.split_size)
-    batch, n_splits, split_size, width = xs.shape
+    batch, length, width = x.shape
+    split_size = config.split_size
+    if mask is None and length % split_size == 0:
+        xs, ms = x.reshape(batch, length // split_size, split_size, width), None
+    else:
+        xs, ms = ref.split_sequence(x, mask, split_size)
+    n_splits = xs.shape[1]
     k = config.top_k
+    grad = torch.is_grad_enabled() and (x.requires_grad or down_proj.requires_grad)
     if k == 0:
         idx = torch.zeros(batch, n_splits, 0, dtype=torch.long, device=x.device)
         weights = torch.zeros(batch, n_splits, 0, dtype=torch.float32, device=x.device)
-    else:
+    elif not grad:
+        scores = maxsim_scores(xs, ms, config.eps, config.ranker_direction)
+        idx, weights = select_and_weight(scores, k, config.split_weighting, config.eps)
+    else:  # the weights carry the ranker's gradient: select and weight with the reference functions
         scores = _MaxSim.apply(xs, ms, config.eps, config.ranker_direction)
-        candidates = ref.candidate_mask(ms.any(dim=-1), config.ranker_direction)
+        split_valid = ms.any(dim=-1) if ms is not None else torch.ones(batch, n_splits, dtype=torch.bool,
+                                                                       device=x.device)
+        candidates = ref.candidate_mask(split_valid, config.ranker_direction)
         idx, valid, sel_scores = ref.select_top_splits(scores, candidates, k)
         weights = ref.split_weights(sel_scores, valid, config.split_weighting, config.eps)
     h = _Compress.apply(xs, idx, weights, down_proj)
-    return h.reshape(batch * n_splits, split_size, width), ms.reshape(batch * n_splits, split_size)
+    hm = ms.reshape(batch * n_splits, split_size) if ms is not None else None
+    return h.reshape(batch * n_splits, split_size, width), hm

@@ -172,8 +172,8 @@ class AveyBModel(AveyBPreTrainedModel):
         kernels = _fused_kernels(config, x)
         h, row_mask = self.ranker(x, mask, config, kernels)
         all_hidden = [self.unsplit(h, batch, length)] if output_hidden_states else None
-        for layer in self.layers:
-            h = kernels.layer_forward(layer, h, row_mask) if kernels is not None else layer(h, row_mask)
+        steps = kernels.run_layers(self.layers, h, row_mask) if kernels is not None else _run_layers(self.layers, h, row_mask)
+        for h in steps:
             if output_hidden_states:
                 all_hidden.append(self.unsplit(h, batch, length))
 
@@ -184,6 +184,13 @@ class AveyBModel(AveyBPreTrainedModel):
         if not return_dict:
             return tuple(v for v in (out, hidden_states) if v is not None)
         return BaseModelOutput(last_hidden_state=out, hidden_states=hidden_states)
+
+
+def _run_layers(layers, h: Tensor, mask: Tensor | None):
+    """Yield each reference layer's output in turn (the fused path has the same contract)."""
+    for layer in layers:
+        h = layer(h, mask)
+        yield h
 
 
 def _encode(model: AveyBPreTrainedModel, input_ids, attention_mask, inputs_embeds, output_hidden_states) -> BaseModelOutput:

@@ -1,0 +1,239 @@
+"""The layer's two GEMMs with their elementwise work fused into prologue statistics and epilogues.
+
+Enricher (SPEC 3.1): Z = act(W_e · RMSNorm(X) + b_e), split into U | G | Zb. RMSNorm's gain g is
+folded into the weight (W_e · diag(g), cached per layer), its row scale r = rsqrt(mean(x²) + ε)
+is applied to the accumulator, so the GEMM reads the raw layer input and the normalised X is
+never written. The epilogue adds the bias, applies the activation once and stores U (padded rows
+zeroed) into its own buffer and [G ; Zb] into the fuser's input buffer F = [G | Zb]; the mix
+kernel later overwrites G with G ⊙ mix(U) in place, so F becomes the fuser's input [C ; Zb].
+
+Fuser (SPEC 3.3): out = W_f · F + b_f + α · X. The epilogue adds bias and residual and writes,
+per row and column tile, the partial sum of squares of the (rounded) output: the next layer's
+enricher sums those partials to get its RMSNorm scale, so no pass ever re-reads X for it.
+
+Together with the mix kernel this is three launches per static layer and four per dynamic layer
+(plus cuBLAS's U Uᵀ), against eight for RMSNorm -> GEMM -> activate -> mix -> GEMM -> residual.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+import triton
+import triton.language as tl
+
+from aveyb.kernels.tuning import dot_precision, tunable
+
+# Smallest BLOCK_N among the configs: the width of the row-statistics buffer in column tiles.
+_MIN_BLOCK_N = 64
+
+_GEMM_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
+    for bm, bn, bk, w, st in ((128, 256, 64, 8, 3), (128, 128, 64, 8, 4), (128, 128, 64, 4, 4),
+                              (256, 128, 64, 8, 3), (64, 256, 64, 4, 4), (128, 64, 64, 4, 4),
+                              (64, 64, 32, 4, 3))
+]
+
+
+@triton.jit
+def act_fn(x, ACT: tl.constexpr):
+    """exact GELU (0), tanh GELU (1), ReLU (2), SiLU (3), as in ``aveyb.model.layers.ACT_FNS``."""
+    if ACT == 0:
+        y = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+    elif ACT == 1:
+        inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        y = 0.5 * x * (1.0 + (2.0 * tl.sigmoid(2.0 * inner) - 1.0))
+    elif ACT == 2:
+        y = tl.maximum(x, 0.0)
+    else:
+        y = x * tl.sigmoid(x)
+    return y
+
+
+@triton.jit
+def _tile_ids(R, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """Grouped tile order (GROUP_M row tiles share each column tile while it sits in L2)."""
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(R, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * num_n
+    first_m = (pid // per_group) * GROUP_M
+    group_size = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % group_size
+    pid_n = (pid % per_group) // group_size
+    return pid_m, pid_n
+
+
+@triton.jit
+def _mainloop(a_ptr, w_ptr, R, N, K, pid_m, pid_n, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              BLOCK_K: tl.constexpr, PREC: tl.constexpr):
+    """acc = A[rows] · W[cols]ᵀ for A (R, K) and W (N, K), both row-major, fp32 accumulation."""
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    kk = tl.arange(0, BLOCK_K)
+    # Out-of-range rows/cols read a valid row instead (their results are never stored).
+    a_rows = (rows % R).to(tl.int64)
+    w_rows = (cols % N).to(tl.int64)
+    a_ptrs = a_ptr + a_rows[:, None] * K + kk[None, :]
+    w_ptrs = w_ptr + w_rows[None, :] * K + kk[:, None]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k_ok = (k0 + kk) < K
+        a = tl.load(a_ptrs, mask=k_ok[None, :], other=0.0)
+        w = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
+        acc = tl.dot(a, w, acc, input_precision=PREC)
+        a_ptrs += BLOCK_K
+        w_ptrs += BLOCK_K
+    return acc, rows, cols
+
+
+@triton.autotune(configs=tunable(_GEMM_CONFIGS), key=["R_BUCKET", "N", "K"])
+@triton.jit
+def _enricher_kernel(
+    x_ptr, w_ptr, b_ptr, ss_ptr, mask_ptr, u_ptr, f_ptr,
+    R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
+    HAS_MASK: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """U | F = split(act(r · (X · (W_e diag g)ᵀ) + b_e)); r from NT partial row sums of squares."""
+    pid_m, pid_n = _tile_ids(R, N, BLOCK_M, BLOCK_N, GROUP_M)
+    acc, rows, cols = _mainloop(x_ptr, w_ptr, R, N, K, pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+    row_ok = rows < R
+    r64 = rows.to(tl.int64)
+    ss = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for t in range(NT):
+        ss += tl.load(ss_ptr + r64 * SS_STRIDE + t, mask=row_ok, other=0.0)
+    scale = tl.math.rsqrt(ss / K + eps)
+    bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
+    y = act_fn(acc * scale[:, None] + bias[None, :], ACT)
+    # U = the first K (= d) columns: zero on padded rows so they cannot reach real rows in the mix.
+    in_u = cols < K
+    keep = row_ok
+    if HAS_MASK:
+        keep = keep & (tl.load(mask_ptr + r64, mask=row_ok, other=0) != 0)
+    u = tl.where(keep[:, None], y, 0.0)
+    tl.store(u_ptr + r64[:, None] * K + cols[None, :], u.to(u_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & in_u[None, :])
+    ow = N - K
+    tl.store(f_ptr + r64[:, None] * ow + (cols - K)[None, :], y.to(f_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & (~in_u & (cols < N))[None, :])
+
+
+@triton.autotune(configs=tunable(_GEMM_CONFIGS), key=["R_BUCKET", "N", "K"])
+@triton.jit
+def _fuser_kernel(
+    f_ptr, w_ptr, b_ptr, x_ptr, alpha_ptr, out_ptr, ss_ptr,
+    R, N, K, SS_STRIDE, R_BUCKET,
+    PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """out = F · W_fᵀ + b_f + α · X; ss[row, pid_n] = Σ_{tile cols} out² (of the stored, rounded out)."""
+    pid_m, pid_n = _tile_ids(R, N, BLOCK_M, BLOCK_N, GROUP_M)
+    acc, rows, cols = _mainloop(f_ptr, w_ptr, R, N, K, pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+    row_ok = rows < R
+    col_ok = cols < N
+    ok = row_ok[:, None] & col_ok[None, :]
+    r64 = rows.to(tl.int64)
+    offs = r64[:, None] * N + cols[None, :]
+    bias = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    alpha = tl.load(alpha_ptr).to(tl.float32)
+    x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    out = (acc + bias[None, :] + alpha * x).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + offs, out, mask=ok)
+    sq = tl.where(ok, out.to(tl.float32), 0.0)
+    tl.store(ss_ptr + r64 * SS_STRIDE + pid_n, tl.sum(sq * sq, axis=1), mask=row_ok)
+
+
+@triton.jit
+def _row_sumsq_kernel(x_ptr, ss_ptr, R, D, SS_STRIDE, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """ss[row, 0] = Σ_d x² (the first layer's statistics; later layers get them from the fuser)."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    r64 = rows.to(tl.int64)
+    total = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        dd = d0 + tl.arange(0, BLOCK_D)
+        x = tl.load(x_ptr + r64[:, None] * D + dd[None, :], mask=(rows < R)[:, None] & (dd < D)[None, :],
+                    other=0.0).to(tl.float32)
+        total += tl.sum(x * x, axis=1)
+    tl.store(ss_ptr + r64 * SS_STRIDE, total, mask=rows < R)
+
+
+class RowStats:
+    """Partial row sums of squares of a layer input: ``parts[:, :count]`` sum to Σ_d x²."""
+
+    def __init__(self, parts: torch.Tensor, count: int):
+        self.parts, self.count = parts, count
+
+    @staticmethod
+    def buffer(rows: int, width: int, device) -> torch.Tensor:
+        return torch.empty(rows, triton.cdiv(width, _MIN_BLOCK_N), device=device, dtype=torch.float32)
+
+
+def row_stats(x: torch.Tensor) -> RowStats:
+    """Σ_d x² per row of ``x`` (R, d), for the first layer."""
+    rows, width = x.shape
+    parts = RowStats.buffer(rows, width, x.device)
+    if rows:
+        _row_sumsq_kernel[(triton.cdiv(rows, 32),)](x, parts, rows, width, parts.shape[1], BLOCK_R=32,
+                                                    BLOCK_D=min(256, triton.next_power_of_2(width)), num_warps=4)
+    return RowStats(parts, 1)
+
+
+def _bucket(rows: int) -> int:
+    """Autotuning key for the row count: short and long inputs may pick different tiles."""
+    return min(triton.next_power_of_2(max(rows, 1)), 1 << 16)
+
+
+_SCALED_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def scaled_enricher_weight(layer, dtype: torch.dtype) -> torch.Tensor:
+    """W_e · diag(g) in ``dtype``, cached per layer until either parameter changes (version counter)."""
+    w, g = layer.enricher.weight, layer.norm.weight
+    key = (w.data_ptr(), w._version, g.data_ptr(), g._version, dtype)
+    hit = _SCALED_WEIGHTS.get(layer)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        scaled = (w.float() * g.float()[None, :]).to(dtype).contiguous()
+    _SCALED_WEIGHTS[layer] = (key, scaled)
+    return scaled
+
+
+def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
+           act_id: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, d) raw layer input -> U (R, d) and F = [G | Zb] (R, (E-1)·d). ``weight`` = W_e · diag(g)."""
+    rows, width = x.shape
+    n_out = weight.shape[0]
+    u = torch.empty(rows, width, device=x.device, dtype=x.dtype)
+    f = torch.empty(rows, n_out - width, device=x.device, dtype=x.dtype)
+    if rows == 0:
+        return u, f
+    mask_u8 = mask.reshape(-1).view(torch.uint8) if mask is not None else x
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"]),)
+    _enricher_kernel[grid](
+        x, weight, bias, stats.parts, mask_u8, u, f,
+        rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
+        HAS_MASK=mask is not None, ACT=act_id, PREC=dot_precision(x.dtype),
+    )
+    return u, f
+
+
+def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor,
+         alpha: torch.Tensor) -> tuple[torch.Tensor, RowStats]:
+    """out = F · W_fᵀ + b_f + α · X (R, d), and the row statistics of ``out`` for the next layer."""
+    rows, k = f.shape
+    width = weight.shape[0]
+    out = torch.empty(rows, width, device=x.device, dtype=x.dtype)
+    parts = RowStats.buffer(rows, width, x.device)
+    if rows == 0:
+        return out, RowStats(parts, 0)
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"]),)
+    _fuser_kernel[grid](
+        f, weight, bias, x, alpha, out, parts,
+        rows, width, k, parts.shape[1], _bucket(rows), PREC=dot_precision(x.dtype),
+    )
+    # The partials written are one per column tile of the config that ran (autotuning picks it).
+    count = triton.cdiv(width, _fuser_kernel.best_config.kwargs["BLOCK_N"])
+    return out, RowStats(parts, count)
