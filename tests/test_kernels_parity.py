@@ -154,6 +154,7 @@ LAYER_CASES = [  # (kind, norm, act, M, S, d, padded)
     ("dynamic", "signed_sum", "silu", 4, 32, 64, True),
     ("coupled", "sum", "gelu", 4, 64, 64, True),
     ("coupled", "softmax", "gelu", 3, 40, 32, False),
+    ("dynamic", "sum", "gelu", 3, 64, 256, True),  # d a multiple of 128: the TMA GEMMs in bf16
 ]
 
 

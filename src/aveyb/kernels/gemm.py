@@ -17,6 +17,7 @@ Together with the mix kernel this is three launches per static layer and four pe
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -159,6 +160,164 @@ def _row_sumsq_kernel(x_ptr, ss_ptr, R, D, SS_STRIDE, BLOCK_R: tl.constexpr, BLO
     tl.store(ss_ptr + r64 * SS_STRIDE, total, mask=rows < R)
 
 
+# ---- Hopper path: persistent kernels with TMA (tensor-memory-accelerator) loads and stores ----
+# One program per SM walks over output tiles; Triton pipelines the flattened loop so the next
+# tile's loads run during this tile's epilogue, which is the expensive part here (erf GELU, two
+# outputs). The epilogue works on two column halves of the tile to bound register pressure.
+def _tma_block_shapes(nargs):
+    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
+    nargs["a_desc"].block_shape = [bm, bk]
+    nargs["w_desc"].block_shape = [bn, bk]
+    for name in ("u_desc", "f_desc", "x_desc", "out_desc"):
+        if name in nargs:
+            nargs[name].block_shape = [bm, bn // 2]
+
+
+_TMA_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st,
+                  pre_hook=_tma_block_shapes)
+    for bm, bn, bk, w, st in ((128, 256, 64, 8, 3), (128, 256, 64, 8, 4), (128, 128, 64, 8, 4),
+                              (128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (256, 128, 64, 8, 3))
+]
+
+
+def _tiles_inside_regions(configs, named_args, **kwargs):
+    """Enricher tiles must lie wholly in U or in F: BLOCK_N divides d (= K)."""
+    return [c for c in configs if named_args["K"] % c.kwargs["BLOCK_N"] == 0] or configs[-1:]
+
+
+@triton.jit
+def _persistent_tile(tile, num_m, num_n, GROUP_M: tl.constexpr):
+    per_group = GROUP_M * num_n
+    first_m = (tile // per_group) * GROUP_M
+    group_size = tl.minimum(num_m - first_m, GROUP_M)
+    return first_m + (tile % per_group) % group_size, (tile % per_group) // group_size
+
+
+@triton.jit
+def _halves(acc, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    acc = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+    return tl.split(acc)
+
+
+@triton.jit
+def _enrich_half(acc, scale, keep, b_ptr, u_desc, f_desc, off_m, off_n, K, ACT: tl.constexpr, HALF: tl.constexpr):
+    cols = off_n + tl.arange(0, HALF)
+    bias = tl.load(b_ptr + cols).to(tl.float32)
+    y = act_fn(acc * scale[:, None] + bias[None, :], ACT)
+    if off_n < K:
+        u_desc.store([off_m, off_n], tl.where(keep[:, None], y, 0.0).to(u_desc.dtype))
+    else:
+        f_desc.store([off_m, off_n - K], y.to(f_desc.dtype))
+
+
+@triton.autotune(configs=tunable(_TMA_CONFIGS), key=["R_BUCKET", "N", "K"],
+                 prune_configs_by={"early_config_prune": _tiles_inside_regions})
+@triton.jit
+def _enricher_tma_kernel(
+    a_desc, w_desc, u_desc, f_desc, b_ptr, ss_ptr, mask_ptr,
+    R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
+    HAS_MASK: tl.constexpr, ACT: tl.constexpr, NUM_SMS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """:func:`_enricher_kernel` as a persistent TMA kernel (BLOCK_N divides d)."""
+    num_m = tl.cdiv(R, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    HALF: tl.constexpr = BLOCK_N // 2
+    for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS, flatten=True):
+        pid_m, pid_n = _persistent_tile(tile, num_m, num_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for ki in range(k_tiles):
+            a = a_desc.load([off_m, ki * BLOCK_K])
+            w = w_desc.load([off_n, ki * BLOCK_K])
+            acc = tl.dot(a, w.T, acc)
+        rows = off_m + tl.arange(0, BLOCK_M)
+        row_ok = rows < R
+        r64 = rows.to(tl.int64)
+        ss = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for t in range(NT):
+            ss += tl.load(ss_ptr + r64 * SS_STRIDE + t, mask=row_ok, other=0.0)
+        scale = tl.math.rsqrt(ss / K + eps)
+        keep = row_ok
+        if HAS_MASK:
+            keep = keep & (tl.load(mask_ptr + r64, mask=row_ok, other=0) != 0)
+        acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
+        _enrich_half(acc0, scale, keep, b_ptr, u_desc, f_desc, off_m, off_n, K, ACT, HALF)
+        _enrich_half(acc1, scale, keep, b_ptr, u_desc, f_desc, off_m, off_n + HALF, K, ACT, HALF)
+
+
+@triton.jit
+def _fuse_half(acc, alpha, b_ptr, x_desc, out_desc, off_m, off_n, N, HALF: tl.constexpr):
+    cols = off_n + tl.arange(0, HALF)
+    bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
+    x = x_desc.load([off_m, off_n]).to(tl.float32)
+    out = (acc + bias[None, :] + alpha * x).to(out_desc.dtype)
+    out_desc.store([off_m, off_n], out)
+    sq = tl.where((cols < N)[None, :], out.to(tl.float32), 0.0)
+    return tl.sum(sq * sq, axis=1)
+
+
+@triton.autotune(configs=tunable(_TMA_CONFIGS), key=["R_BUCKET", "N", "K"])
+@triton.jit
+def _fuser_tma_kernel(
+    a_desc, w_desc, x_desc, out_desc, b_ptr, alpha_ptr, ss_ptr,
+    R, N, K, SS_STRIDE, R_BUCKET,
+    NUM_SMS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """:func:`_fuser_kernel` as a persistent TMA kernel."""
+    num_m = tl.cdiv(R, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    HALF: tl.constexpr = BLOCK_N // 2
+    alpha = tl.load(alpha_ptr).to(tl.float32)
+    for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS, flatten=True):
+        pid_m, pid_n = _persistent_tile(tile, num_m, num_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for ki in range(k_tiles):
+            a = a_desc.load([off_m, ki * BLOCK_K])
+            w = w_desc.load([off_n, ki * BLOCK_K])
+            acc = tl.dot(a, w.T, acc)
+        acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
+        part = _fuse_half(acc0, alpha, b_ptr, x_desc, out_desc, off_m, off_n, N, HALF)
+        part += _fuse_half(acc1, alpha, b_ptr, x_desc, out_desc, off_m, off_n + HALF, N, HALF)
+        rows = off_m + tl.arange(0, BLOCK_M)
+        tl.store(ss_ptr + rows.to(tl.int64) * SS_STRIDE + pid_n, part, mask=rows < R)
+
+
+_NUM_SMS: dict = {}
+
+
+def _num_sms(device) -> int:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _NUM_SMS:
+        _NUM_SMS[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _NUM_SMS[index]
+
+
+def use_tma(width: int, *tensors: torch.Tensor) -> bool:
+    """The TMA kernels need Hopper or newer, 16-bit data, d a multiple of 128 and aligned rows."""
+    t0 = tensors[0]
+    if os.environ.get("AVEYB_GEMM_TMA", "1") == "0" or t0.device.type != "cuda":
+        return False
+    if t0.dtype not in (torch.bfloat16, torch.float16) or width % 128:
+        return False
+    if torch.cuda.get_device_capability(t0.device)[0] < 9:
+        return False
+    return all(t.data_ptr() % 16 == 0 and t.is_contiguous() for t in tensors)
+
+
+def _desc(t: torch.Tensor):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    return TensorDescriptor.from_tensor(t, [16, 16])  # block shape set per config by _tma_block_shapes
+
+
 class RowStats:
     """Partial row sums of squares of a layer input: ``parts[:, :count]`` sum to Σ_d x²."""
 
@@ -211,7 +370,16 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
     if rows == 0:
         return u, f
     mask_u8 = mask.reshape(-1).view(torch.uint8) if mask is not None else x
-    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"]),)
+    tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"])
+    if use_tma(width, x, weight, u, f):
+        sms = _num_sms(x.device)
+        _enricher_tma_kernel[lambda meta: (min(sms, tiles(meta)),)](
+            _desc(x), _desc(weight), _desc(u), _desc(f), bias, stats.parts, mask_u8,
+            rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
+            HAS_MASK=mask is not None, ACT=act_id, NUM_SMS=sms,
+        )
+        return u, f
+    grid = lambda meta: (tiles(meta),)
     _enricher_kernel[grid](
         x, weight, bias, stats.parts, mask_u8, u, f,
         rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
@@ -229,7 +397,15 @@ def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Ten
     parts = RowStats.buffer(rows, width, x.device)
     if rows == 0:
         return out, RowStats(parts, 0)
-    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"]),)
+    tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"])
+    if use_tma(width, f, weight, x, out):
+        sms = _num_sms(x.device)
+        _fuser_tma_kernel[lambda meta: (min(sms, tiles(meta)),)](
+            _desc(f), _desc(weight), _desc(x), _desc(out), bias, alpha, parts,
+            rows, width, k, parts.shape[1], _bucket(rows), NUM_SMS=sms,
+        )
+        return out, RowStats(parts, triton.cdiv(width, _fuser_tma_kernel.best_config.kwargs["BLOCK_N"]))
+    grid = lambda meta: (tiles(meta),)
     _fuser_kernel[grid](
         f, weight, bias, x, alpha, out, parts,
         rows, width, k, parts.shape[1], _bucket(rows), PREC=dot_precision(x.dtype),
