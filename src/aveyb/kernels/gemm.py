@@ -1,23 +1,24 @@
 """The layer's two GEMMs with their elementwise work fused into prologue statistics and epilogues.
 
-Enricher (SPEC 3.1): Z = act(W_e · RMSNorm(X) + b_e), split into U | G | Zb. RMSNorm's gain g is
-folded into the weight (W_e · diag(g), cached per layer), its row scale r = rsqrt(mean(x²) + ε)
-is applied to the accumulator, so the GEMM reads the raw layer input and the normalised X is
-never written. The epilogue adds the bias, applies the activation once and stores U (padded rows
-zeroed) into its own buffer and [G ; Zb] into the fuser's input buffer F = [G | Zb]; the mix
-kernel later overwrites G with G ⊙ mix(U) in place, so F becomes the fuser's input [C ; Zb].
+Enricher (SPEC 3.1): Z = act(W_e · RMSNorm(X) + b_e) = U | G | Zb. RMSNorm's gain g is folded into
+the weight (W_e · diag(g), cached per layer) and its row scale r = rsqrt(mean(x²) + ε) is applied
+to the accumulator, so the GEMM reads the raw layer input and the normalised X is never written.
+The epilogue adds the bias, applies the activation once, zeroes U on padded rows and writes Z
+(R, E·d). The mix kernel then overwrites G with G ⊙ mix(U) in place, so that Z[:, d:] is the
+fuser's input [G ⊙ mix(U) ; Zb] without any concatenation.
 
-Fuser (SPEC 3.3): out = W_f · F + b_f + α · X. The epilogue adds bias and residual and writes,
-per row and column tile, the partial sum of squares of the (rounded) output: the next layer's
-enricher sums those partials to get its RMSNorm scale, so no pass ever re-reads X for it.
+Fuser (SPEC 3.3): out = W_f · Z[:, d:] + b_f + α · X. The epilogue adds bias and residual and
+writes, per row and column tile, the partial sum of squares of the (rounded) output: the next
+layer's enricher sums those partials to get its RMSNorm scale, so no pass re-reads X for it.
 
-Together with the mix kernel this is three launches per static layer and four per dynamic layer
-(plus cuBLAS's U Uᵀ), against eight for RMSNorm -> GEMM -> activate -> mix -> GEMM -> residual.
+Two implementations of each: persistent TMA kernels (Hopper or newer, 16-bit data, d a multiple
+of 128), and pointer-based tiled kernels for everything else (fp32, small d, older GPUs).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 
 import torch
@@ -67,16 +68,16 @@ def _tile_ids(R, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.co
 
 
 @triton.jit
-def _mainloop(a_ptr, w_ptr, R, N, K, pid_m, pid_n, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+def _mainloop(a_ptr, w_ptr, R, N, K, LDA, pid_m, pid_n, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_K: tl.constexpr, PREC: tl.constexpr):
-    """acc = A[rows] · W[cols]ᵀ for A (R, K) and W (N, K), both row-major, fp32 accumulation."""
+    """acc = A[rows] · W[cols]ᵀ for A (R, K) with row stride LDA and W (N, K) row-major, in fp32."""
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     kk = tl.arange(0, BLOCK_K)
     # Out-of-range rows/cols read a valid row instead (their results are never stored).
     a_rows = (rows % R).to(tl.int64)
     w_rows = (cols % N).to(tl.int64)
-    a_ptrs = a_ptr + a_rows[:, None] * K + kk[None, :]
+    a_ptrs = a_ptr + a_rows[:, None] * LDA + kk[None, :]
     w_ptrs = w_ptr + w_rows[None, :] * K + kk[:, None]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -89,49 +90,62 @@ def _mainloop(a_ptr, w_ptr, R, N, K, pid_m, pid_n, BLOCK_M: tl.constexpr, BLOCK_
     return acc, rows, cols
 
 
+@triton.jit
+def _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps):
+    """RMSNorm's 1 / sqrt(mean(x²) + eps) per row, from NT partial sums of squares."""
+    r64 = rows.to(tl.int64)
+    ss = tl.zeros(rows.shape, dtype=tl.float32)
+    for t in range(NT):
+        ss += tl.load(ss_ptr + r64 * SS_STRIDE + t, mask=row_ok, other=0.0)
+    return tl.math.rsqrt(ss / K + eps)
+
+
+@triton.jit
+def _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT: tl.constexpr):
+    """act(acc · r + b), with U's columns (the first d = K) zeroed on padded rows."""
+    y = act_fn(acc * scale[:, None] + bias[None, :], ACT)
+    return tl.where(keep[:, None] | (cols >= K)[None, :], y, 0.0)
+
+
+@triton.jit
+def _keep_rows(mask_ptr, rows, row_ok, HAS_MASK: tl.constexpr):
+    keep = row_ok
+    if HAS_MASK:
+        keep = keep & (tl.load(mask_ptr + rows.to(tl.int64), mask=row_ok, other=0) != 0)
+    return keep
+
+
 @triton.autotune(configs=tunable(_GEMM_CONFIGS), key=["R_BUCKET", "N", "K"])
 @triton.jit
 def _enricher_kernel(
-    x_ptr, w_ptr, b_ptr, ss_ptr, mask_ptr, u_ptr, f_ptr,
+    x_ptr, w_ptr, b_ptr, ss_ptr, mask_ptr, z_ptr,
     R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
     HAS_MASK: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
-    """U | F = split(act(r · (X · (W_e diag g)ᵀ) + b_e)); r from NT partial row sums of squares."""
+    """Z = act(r · (X · (W_e diag g)ᵀ) + b_e), U zeroed on padded rows; r from NT partial row sums."""
     pid_m, pid_n = _tile_ids(R, N, BLOCK_M, BLOCK_N, GROUP_M)
-    acc, rows, cols = _mainloop(x_ptr, w_ptr, R, N, K, pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+    acc, rows, cols = _mainloop(x_ptr, w_ptr, R, N, K, K, pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
     row_ok = rows < R
-    r64 = rows.to(tl.int64)
-    ss = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    for t in range(NT):
-        ss += tl.load(ss_ptr + r64 * SS_STRIDE + t, mask=row_ok, other=0.0)
-    scale = tl.math.rsqrt(ss / K + eps)
+    scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps)
     bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
-    y = act_fn(acc * scale[:, None] + bias[None, :], ACT)
-    # U = the first K (= d) columns: zero on padded rows so they cannot reach real rows in the mix.
-    in_u = cols < K
-    keep = row_ok
-    if HAS_MASK:
-        keep = keep & (tl.load(mask_ptr + r64, mask=row_ok, other=0) != 0)
-    u = tl.where(keep[:, None], y, 0.0)
-    tl.store(u_ptr + r64[:, None] * K + cols[None, :], u.to(u_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & in_u[None, :])
-    ow = N - K
-    tl.store(f_ptr + r64[:, None] * ow + (cols - K)[None, :], y.to(f_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & (~in_u & (cols < N))[None, :])
+    keep = _keep_rows(mask_ptr, rows, row_ok, HAS_MASK)
+    z = _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT)
+    tl.store(z_ptr + rows.to(tl.int64)[:, None] * N + cols[None, :], z.to(z_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & (cols < N)[None, :])
 
 
 @triton.autotune(configs=tunable(_GEMM_CONFIGS), key=["R_BUCKET", "N", "K"])
 @triton.jit
 def _fuser_kernel(
     f_ptr, w_ptr, b_ptr, x_ptr, alpha_ptr, out_ptr, ss_ptr,
-    R, N, K, SS_STRIDE, R_BUCKET,
+    R, N, K, LDA, SS_STRIDE, R_BUCKET,
     PREC: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     """out = F · W_fᵀ + b_f + α · X; ss[row, pid_n] = Σ_{tile cols} out² (of the stored, rounded out)."""
     pid_m, pid_n = _tile_ids(R, N, BLOCK_M, BLOCK_N, GROUP_M)
-    acc, rows, cols = _mainloop(f_ptr, w_ptr, R, N, K, pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
+    acc, rows, cols = _mainloop(f_ptr, w_ptr, R, N, K, LDA, pid_m, pid_n, BLOCK_M, BLOCK_N, BLOCK_K, PREC)
     row_ok = rows < R
     col_ok = cols < N
     ok = row_ok[:, None] & col_ok[None, :]
@@ -168,7 +182,7 @@ def _tma_block_shapes(nargs):
     bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
     nargs["a_desc"].block_shape = [bm, bk]
     nargs["w_desc"].block_shape = [bn, bk]
-    for name in ("u_desc", "f_desc", "x_desc", "out_desc"):
+    for name in ("z_desc", "x_desc", "out_desc"):
         if name in nargs:
             nargs[name].block_shape = [bm, bn // 2]
 
@@ -179,11 +193,6 @@ _TMA_CONFIGS = [
     for bm, bn, bk, w, st in ((128, 256, 64, 8, 3), (128, 256, 64, 8, 4), (128, 128, 64, 8, 4),
                               (128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (256, 128, 64, 8, 3))
 ]
-
-
-def _tiles_inside_regions(configs, named_args, **kwargs):
-    """Enricher tiles must lie wholly in U or in F: BLOCK_N divides d (= K)."""
-    return [c for c in configs if named_args["K"] % c.kwargs["BLOCK_N"] == 0] or configs[-1:]
 
 
 @triton.jit
@@ -201,26 +210,21 @@ def _halves(acc, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _enrich_half(acc, scale, keep, b_ptr, u_desc, f_desc, off_m, off_n, K, ACT: tl.constexpr, HALF: tl.constexpr):
+def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.constexpr, HALF: tl.constexpr):
     cols = off_n + tl.arange(0, HALF)
-    bias = tl.load(b_ptr + cols).to(tl.float32)
-    y = act_fn(acc * scale[:, None] + bias[None, :], ACT)
-    if off_n < K:
-        u_desc.store([off_m, off_n], tl.where(keep[:, None], y, 0.0).to(u_desc.dtype))
-    else:
-        f_desc.store([off_m, off_n - K], y.to(f_desc.dtype))
+    bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
+    z_desc.store([off_m, off_n], _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT).to(z_desc.dtype))
 
 
-@triton.autotune(configs=tunable(_TMA_CONFIGS), key=["R_BUCKET", "N", "K"],
-                 prune_configs_by={"early_config_prune": _tiles_inside_regions})
+@triton.autotune(configs=tunable(_TMA_CONFIGS), key=["R_BUCKET", "N", "K"])
 @triton.jit
 def _enricher_tma_kernel(
-    a_desc, w_desc, u_desc, f_desc, b_ptr, ss_ptr, mask_ptr,
+    a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr,
     R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
     HAS_MASK: tl.constexpr, ACT: tl.constexpr, NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
-    """:func:`_enricher_kernel` as a persistent TMA kernel (BLOCK_N divides d)."""
+    """:func:`_enricher_kernel` as a persistent TMA kernel."""
     num_m = tl.cdiv(R, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -236,17 +240,11 @@ def _enricher_tma_kernel(
             acc = tl.dot(a, w.T, acc)
         rows = off_m + tl.arange(0, BLOCK_M)
         row_ok = rows < R
-        r64 = rows.to(tl.int64)
-        ss = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        for t in range(NT):
-            ss += tl.load(ss_ptr + r64 * SS_STRIDE + t, mask=row_ok, other=0.0)
-        scale = tl.math.rsqrt(ss / K + eps)
-        keep = row_ok
-        if HAS_MASK:
-            keep = keep & (tl.load(mask_ptr + r64, mask=row_ok, other=0) != 0)
+        scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps)
+        keep = _keep_rows(mask_ptr, rows, row_ok, HAS_MASK)
         acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
-        _enrich_half(acc0, scale, keep, b_ptr, u_desc, f_desc, off_m, off_n, K, ACT, HALF)
-        _enrich_half(acc1, scale, keep, b_ptr, u_desc, f_desc, off_m, off_n + HALF, K, ACT, HALF)
+        _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, HALF)
+        _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, HALF)
 
 
 @triton.jit
@@ -315,7 +313,7 @@ def use_tma(width: int, *tensors: torch.Tensor) -> bool:
 def _desc(t: torch.Tensor):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    return TensorDescriptor.from_tensor(t, [16, 16])  # block shape set per config by _tma_block_shapes
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), [16, 16])  # block shape set per config by _tma_block_shapes
 
 
 class RowStats:
@@ -360,37 +358,59 @@ def scaled_enricher_weight(layer, dtype: torch.dtype) -> torch.Tensor:
     return scaled
 
 
+def _launch_tma(kernel, grid, fallback_name: str, *args, **kwargs) -> bool:
+    """Run a TMA kernel; if this Triton cannot compile it, warn once and let the caller fall back."""
+    from triton.compiler.errors import CompilationError
+
+    if kernel in _TMA_BROKEN:
+        return False
+    try:
+        kernel[grid](*args, **kwargs)
+        return True
+    except (CompilationError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "PassManager" not in str(err) and "ptxas" not in str(err):
+            raise  # a real runtime failure, not a compiler one
+        _TMA_BROKEN.add(kernel)
+        warnings.warn(f"aveyb: the TMA kernel could not be built here ({str(err).splitlines()[0][:120]}); "
+                      f"using {fallback_name} instead", RuntimeWarning, stacklevel=3)
+        return False
+
+
+_TMA_BROKEN: set = set()
+
+
 def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
-           act_id: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, d) raw layer input -> U (R, d) and F = [G | Zb] (R, (E-1)·d). ``weight`` = W_e · diag(g)."""
+           act_id: int, eps: float) -> torch.Tensor:
+    """(R, d) raw layer input -> Z = [U | G | Zb] (R, E·d), U zero on padded rows. ``weight`` = W_e · diag(g)."""
     rows, width = x.shape
     n_out = weight.shape[0]
-    u = torch.empty(rows, width, device=x.device, dtype=x.dtype)
-    f = torch.empty(rows, n_out - width, device=x.device, dtype=x.dtype)
+    z = torch.empty(rows, n_out, device=x.device, dtype=x.dtype)
     if rows == 0:
-        return u, f
+        return z
     mask_u8 = mask.reshape(-1).view(torch.uint8) if mask is not None else x
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"])
-    if use_tma(width, x, weight, u, f):
+    if use_tma(width, x, weight, z):
         sms = _num_sms(x.device)
-        _enricher_tma_kernel[lambda meta: (min(sms, tiles(meta)),)](
-            _desc(x), _desc(weight), _desc(u), _desc(f), bias, stats.parts, mask_u8,
+        launched = _launch_tma(
+            _enricher_tma_kernel, lambda meta: (min(sms, tiles(meta)),), "the pointer enricher",
+            _desc(x), _desc(weight), _desc(z), bias, stats.parts, mask_u8,
             rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
             HAS_MASK=mask is not None, ACT=act_id, NUM_SMS=sms,
         )
-        return u, f
-    grid = lambda meta: (tiles(meta),)
-    _enricher_kernel[grid](
-        x, weight, bias, stats.parts, mask_u8, u, f,
+        if launched:
+            return z
+    _enricher_kernel[lambda meta: (tiles(meta),)](
+        x, weight, bias, stats.parts, mask_u8, z,
         rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
         HAS_MASK=mask is not None, ACT=act_id, PREC=dot_precision(x.dtype),
     )
-    return u, f
+    return z
 
 
 def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor,
          alpha: torch.Tensor) -> tuple[torch.Tensor, RowStats]:
-    """out = F · W_fᵀ + b_f + α · X (R, d), and the row statistics of ``out`` for the next layer."""
+    """out = F · W_fᵀ + b_f + α · X (R, d) for F (R, K) with unit column stride (a view of Z is
+    fine), and the row statistics of ``out`` for the next layer."""
     rows, k = f.shape
     width = weight.shape[0]
     out = torch.empty(rows, width, device=x.device, dtype=x.dtype)
@@ -398,18 +418,19 @@ def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Ten
     if rows == 0:
         return out, RowStats(parts, 0)
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"])
-    if use_tma(width, f, weight, x, out):
+    if use_tma(width, weight, x, out) and f.stride(1) == 1 and (f.stride(0) * f.element_size()) % 16 == 0 \
+            and f.data_ptr() % 16 == 0:
         sms = _num_sms(x.device)
-        _fuser_tma_kernel[lambda meta: (min(sms, tiles(meta)),)](
+        launched = _launch_tma(
+            _fuser_tma_kernel, lambda meta: (min(sms, tiles(meta)),), "the pointer fuser",
             _desc(f), _desc(weight), _desc(x), _desc(out), bias, alpha, parts,
             rows, width, k, parts.shape[1], _bucket(rows), NUM_SMS=sms,
         )
-        return out, RowStats(parts, triton.cdiv(width, _fuser_tma_kernel.best_config.kwargs["BLOCK_N"]))
-    grid = lambda meta: (tiles(meta),)
-    _fuser_kernel[grid](
+        if launched:
+            return out, RowStats(parts, triton.cdiv(width, _fuser_tma_kernel.best_config.kwargs["BLOCK_N"]))
+    _fuser_kernel[lambda meta: (tiles(meta),)](
         f, weight, bias, x, alpha, out, parts,
-        rows, width, k, parts.shape[1], _bucket(rows), PREC=dot_precision(x.dtype),
+        rows, width, k, f.stride(0), parts.shape[1], _bucket(rows), PREC=dot_precision(x.dtype),
     )
     # The partials written are one per column tile of the config that ran (autotuning picks it).
-    count = triton.cdiv(width, _fuser_kernel.best_config.kwargs["BLOCK_N"])
-    return out, RowStats(parts, count)
+    return out, RowStats(parts, triton.cdiv(width, _fuser_kernel.best_config.kwargs["BLOCK_N"]))

@@ -3,17 +3,17 @@
 Inference (no autograd) runs a layer as three launches, four for dynamic layers:
 
 1. ``gemm.enrich``: the enricher GEMM with RMSNorm folded in (gain in the cached weight, row scale
-   from row statistics) and bias + activation + split in the epilogue -> U (padded rows zeroed)
-   and the fuser's input buffer F = [G | Zb];
+   from row statistics) and bias + activation in the epilogue -> Z = [U | G | Zb], U's padded
+   rows zeroed;
 2. dynamic/coupled layers only: U Uᵀ per split (cuBLAS ``bmm``, S x S per split);
-3. the mix kernel, in place on F: G <- G ⊙ mix(U), so F becomes [G ⊙ mix(U) ; Zb];
+3. the mix kernel, in place on Z: G <- G ⊙ mix(U), so Z[:, d:] becomes [G ⊙ mix(U) ; Zb];
    * ``_static_mix_kernel`` -- :func:`aveyb.model.layers.static_mix` then the gate: P · U tiled;
    * ``_dynamic_mix_kernel`` -- :func:`aveyb.model.layers.dynamic_mix` then the gate: cosines
      inv_t (U Uᵀ)_tk inv_k with the norms read off U Uᵀ's diagonal, ⊙ P (coupled), the
      normalisation (``sum``, ``softmax`` with τ and masked keys, ``none``, ``signed_sum``) in
      registers, then norm(A) · U. The normalised A never reaches memory;
-4. ``gemm.fuse``: the fuser GEMM with bias + α·X in the epilogue, which also writes the row
-   statistics the next layer's enricher needs.
+4. ``gemm.fuse``: the fuser GEMM on the view Z[:, d:] with bias + α·X in the epilogue, which also
+   writes the row statistics the next layer's enricher needs.
 
 Neither RMSNorm(X), the pre-activation Z, act(Z), mix(U), the concatenation nor the residual is
 a separate pass over memory. Training (autograd on) runs the reference layer under
@@ -39,12 +39,12 @@ NORM_IDS = {"sum": 0, "softmax": 1, "none": 2, "signed_sum": 3}
 
 
 @triton.jit
-def _gate_store(f_ptr, m, rows, dd, mixed, S, D, OW):
-    """F[m, rows, dd] = G[m, rows, dd] * mixed, in place (G sits where its product goes)."""
+def _gate_store(z_ptr, m, rows, dd, mixed, S, D, ZW):
+    """Z[m, rows, D + dd] = G[m, rows, dd] * mixed, in place (G sits where its product goes)."""
     ok = (rows < S)[:, None] & (dd < D)[None, :]
-    offs = (m.to(tl.int64) * S + rows)[:, None] * OW + dd[None, :]
-    g = tl.load(f_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-    tl.store(f_ptr + offs, (g * mixed).to(f_ptr.dtype.element_ty), mask=ok)
+    offs = (m.to(tl.int64) * S + rows)[:, None] * ZW + D + dd[None, :]
+    g = tl.load(z_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    tl.store(z_ptr + offs, (g * mixed).to(z_ptr.dtype.element_ty), mask=ok)
 
 
 _STATIC_CONFIGS = [
@@ -54,13 +54,13 @@ _STATIC_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=tunable(_STATIC_CONFIGS), key=["S", "D", "OW"], restore_value=["f_ptr"])
+@triton.autotune(configs=tunable(_STATIC_CONFIGS), key=["S", "D", "ZW"], restore_value=["z_ptr"])
 @triton.jit
 def _static_mix_kernel(
-    u_ptr, p_ptr, f_ptr, S, D, OW,
+    z_ptr, p_ptr, S, D, ZW,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
-    """F[m, rows, dd] = G * (P @ U)[rows, dd]   (aveyb.model.layers.static_mix, then the gate)."""
+    """G[m, rows, dd] <- G * (P @ U)[rows, dd], U = Z[..., :d]   (aveyb.model.layers.static_mix, then the gate)."""
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -70,10 +70,10 @@ def _static_mix_kernel(
     for k0 in range(0, S, BLOCK_K):
         k_ok = (k0 + kk) < S
         p = tl.load(p_ptr + rows[:, None] * S + (k0 + kk)[None, :], mask=(rows < S)[:, None] & k_ok[None, :], other=0.0)
-        u = tl.load(u_ptr + (ubase + k0 + kk)[:, None] * D + dd[None, :], mask=k_ok[:, None] & (dd < D)[None, :],
+        u = tl.load(z_ptr + (ubase + k0 + kk)[:, None] * ZW + dd[None, :], mask=k_ok[:, None] & (dd < D)[None, :],
                     other=0.0)
         acc = tl.dot(p, u, acc, input_precision=PREC)
-    _gate_store(f_ptr, m, rows, dd, acc, S, D, OW)
+    _gate_store(z_ptr, m, rows, dd, acc, S, D, ZW)
 
 
 _DYNAMIC_CONFIGS = [
@@ -83,14 +83,14 @@ _DYNAMIC_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=tunable(_DYNAMIC_CONFIGS), key=["S", "D", "OW", "NORM", "COUPLED"], restore_value=["f_ptr"])
+@triton.autotune(configs=tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"], restore_value=["z_ptr"])
 @triton.jit
 def _dynamic_mix_kernel(
-    u_ptr, a_ptr, p_ptr, tau_ptr, mask_ptr, f_ptr, S, D, OW, eps,
+    z_ptr, a_ptr, p_ptr, tau_ptr, mask_ptr, S, D, ZW, eps,
     HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
-    """F[m, rows, dd] = G * (norm(Â [⊙ P]) @ U)[rows, dd]   (aveyb.model.layers.dynamic_mix + gate).
+    """G[m, rows, dd] <- G * (norm(Â [⊙ P]) @ U)[rows, dd]   (aveyb.model.layers.dynamic_mix + gate).
 
     ``a`` holds U Uᵀ per split (one batched GEMM); its diagonal holds the squared row norms, so
     Â = inv_t · (U Uᵀ)_tk · inv_k with inv = 1 / max(‖U‖, eps), as the reference normalises.
@@ -125,34 +125,36 @@ def _dynamic_mix_kernel(
         a = e / tl.sum(e, axis=1)[:, None]
     elif NORM == 3:
         a = a / (tl.sum(a, axis=1) + eps)[:, None]
-    u = tl.load(u_ptr + (base + keys)[:, None] * D + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
-    mixed = tl.dot(a.to(u_ptr.dtype.element_ty), u, input_precision=PREC)
-    _gate_store(f_ptr, m, rows, dd, mixed, S, D, OW)
+    u = tl.load(z_ptr + (base + keys)[:, None] * ZW + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :],
+                other=0.0)
+    mixed = tl.dot(a.to(z_ptr.dtype.element_ty), u, input_precision=PREC)
+    _gate_store(z_ptr, m, rows, dd, mixed, S, D, ZW)
 
 
-def mix_and_gate(u: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None, kind: str, norm: str = "sum",
+def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: int, norm: str = "sum",
                  eps: float = 1e-12, spatial_proj: torch.Tensor | None = None, tau: torch.Tensor | None = None) -> None:
-    """In place: F[..., :d] <- G ⊙ mix(U) for U (M, S, d) and F = [G | Zb] (M, S, (E-1)·d).
+    """In place on the activated Z = [U | G | Zb] (M, S, E·d): G <- G ⊙ mix(U).
 
-    Matches :func:`reference_mix_and_gate`. U's padded rows are already zero (the enricher did it).
+    Matches the gate-times-mix part of :func:`reference_mix_and_gate`. U's padded rows are
+    already zero (the enricher did it).
     """
-    n_split, split_size, width = u.shape
-    ow = f.shape[-1]
+    n_split, split_size, zw = z.shape
     if n_split == 0:
         return
-    prec = dot_precision(u.dtype)
+    prec = dot_precision(z.dtype)
     grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))
     if kind == "static":
-        p = spatial_proj.to(u.dtype).contiguous()
-        _static_mix_kernel[grid](u, p, f, split_size, width, ow, PREC=prec)
+        p = spatial_proj.to(z.dtype).contiguous()
+        _static_mix_kernel[grid](z, p, split_size, width, zw, PREC=prec)
         return
-    a = torch.bmm(u, u.transpose(1, 2))  # U Uᵀ per split: (M, S, S), in U's dtype
+    u = z[..., :width]
+    a = torch.bmm(u, u.transpose(1, 2))  # U Uᵀ per split: (M, S, S), in Z's dtype
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else a
     tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else a
     mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else a
     _dynamic_mix_kernel[grid](
-        u, a, p, tau_t, mask_u8, f, split_size, width, ow, eps,
+        z, a, p, tau_t, mask_u8, split_size, width, zw, eps,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled,
         BLOCK_S=max(16, triton.next_power_of_2(split_size)), PREC=prec,
     )
@@ -220,10 +222,10 @@ def layer_step(layer, x: torch.Tensor, mask: torch.Tensor | None, stats: gemm.Ro
         stats = gemm.row_stats(x2)
     weight = gemm.scaled_enricher_weight(layer, x.dtype)
     bias_e = layer.enricher.bias.to(x.dtype)
-    u, f = gemm.enrich(x2, stats, weight, bias_e, mask, ACT_IDS[act], layer.norm.eps)
-    mix_and_gate(u.view(n_split, split_size, width), f.view(n_split, split_size, -1), mask, kind,
-                 layer.dynamic_norm, layer.eps, proj, tau)
-    out, stats = gemm.fuse(f, layer.fuser.weight.to(x.dtype), layer.fuser.bias.to(x.dtype), x2, layer.alpha)
+    z = gemm.enrich(x2, stats, weight, bias_e, mask, ACT_IDS[act], layer.norm.eps)
+    mix_and_gate(z.view(n_split, split_size, -1), mask, kind, width, layer.dynamic_norm, layer.eps, proj, tau)
+    out, stats = gemm.fuse(z[:, width:], layer.fuser.weight.to(x.dtype), layer.fuser.bias.to(x.dtype), x2,
+                           layer.alpha)
     return out.view(n_split, split_size, width), stats
 
 
