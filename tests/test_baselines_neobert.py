@@ -175,6 +175,20 @@ def test_heads_shapes_and_losses(pooling):
     assert out.start_logits.shape == (2, 8) and out.end_logits.shape == (2, 8) and torch.isfinite(out.loss)
 
 
+@pytest.mark.parametrize("head", ["token", "mlm"])
+def test_out_of_range_labels_are_named(head):
+    """A label outside [0, n) (other than -100) is a clear error, as for Avey-B, not a CUDA assert."""
+    ids = torch.randint(1, 97, (2, 6))
+    if head == "token":
+        model, labels = NeoBERTForTokenClassification(_config(num_labels=4)), torch.full((2, 6), -100)
+        labels[1, 2] = 4
+    else:
+        model, labels = NeoBERTForMaskedLM(_config()), torch.full((2, 6), -100)
+        labels[0, 0] = 97
+    with pytest.raises(ValueError, match=r"labels must be -100 \(ignored\) or in \[0,"):
+        model(input_ids=ids, labels=labels)
+
+
 def test_key_converter_names():
     assert convert_key("model.encoder.weight") == "neobert.embed.weight"
     assert convert_key("model.transformer_encoder.3.ffn.w12.weight") == "neobert.layers.3.ffn.gate_up.weight"

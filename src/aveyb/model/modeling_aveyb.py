@@ -198,7 +198,7 @@ def _encode(model: AveyBPreTrainedModel, input_ids, attention_mask, inputs_embed
                        output_hidden_states=output_hidden_states, return_dict=True)
 
 
-def _check_labels(labels: Tensor, num_labels: int, field: str = "labels") -> None:
+def check_labels(labels: Tensor, num_labels: int, field: str = "labels") -> None:
     """Class labels must lie in [0, num_labels) or be -100 (ignored)."""
     if torch.compiler.is_compiling():
         return
@@ -230,7 +230,7 @@ class AveyBForMaskedLM(AveyBPreTrainedModel):
         enc = _encode(self, input_ids, attention_mask, inputs_embeds, output_hidden_states)
         hidden = enc.last_hidden_state
         if labels is not None:
-            _check_labels(labels, self.config.vocab_size)
+            check_labels(labels, self.config.vocab_size)
             if labels.shape != hidden.shape[:2]:
                 raise ValueError(f"labels must have shape {tuple(hidden.shape[:2])}, got {tuple(labels.shape)}")
         if labels is not None and self.config.sparse_prediction:
@@ -259,7 +259,7 @@ def classification_loss(config, logits: Tensor, labels: Tensor) -> Tensor:
     if config.problem_type == "regression":
         return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
     if config.problem_type == "single_label_classification":
-        _check_labels(labels, num_labels)
+        check_labels(labels, num_labels)
         return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1), ignore_index=-100)
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
@@ -318,7 +318,7 @@ class AveyBForTokenClassification(AveyBPreTrainedModel):
         logits = self.classifier(self.dense(enc.last_hidden_state))
         loss = None
         if labels is not None:
-            _check_labels(labels, self.config.num_labels)
+            check_labels(labels, self.config.num_labels)
             if attention_mask is not None:  # padded positions never count
                 labels = labels.masked_fill(attention_mask == 0, -100)
             loss = F.cross_entropy(logits.float().view(-1, self.config.num_labels), labels.view(-1), ignore_index=-100)
