@@ -15,9 +15,10 @@ Matches :func:`aveyb.model.ranker.rank_and_compress`. Pieces:
   + D_last X_i + X_i as a grouped GEMM whose B operand is fetched by split index: the
   (B, N, (k+1)S, d) window is never built.
 
-Backward: MaxSim's gradient reaches the embeddings only through the k selected pairs per split
-(the weights), so :class:`_MaxSim` recomputes just those pairs' cosines in PyTorch and
-differentiates them; :class:`_Compress` recomputes the reference ``compress`` under autograd.
+Training: MaxSim's gradient reaches the embeddings only through the k selected pairs per split
+(the weights), so with autograd on the kernel's scores only drive the selection and
+:func:`selected_pair_scores` recomputes those pairs' scores in PyTorch (differentiable, no host
+sync); :class:`_Compress` recomputes the reference ``compress`` under autograd in its backward.
 """
 
 from __future__ import annotations
@@ -164,35 +165,26 @@ def select_and_weight(scores: torch.Tensor, k: int, weighting: str, eps: float) 
     return idx, weights
 
 
-class _MaxSim(torch.autograd.Function):
-    """Triton forward; backward recomputes only the pairs that received a gradient (the selected ones)."""
+def selected_pair_scores(xs: torch.Tensor, ms: torch.Tensor | None, idx: torch.Tensor, valid: torch.Tensor,
+                         eps: float) -> torch.Tensor:
+    """MaxSim of each split with its k picks, differentiably in PyTorch: (B, N, k), 0 where not valid.
 
-    @staticmethod
-    def forward(ctx, xs, ms, eps, direction):
-        ctx.save_for_backward(xs, ms)
-        ctx.eps = eps
-        return maxsim_scores(xs, ms, eps, direction)
-
-    @staticmethod
-    def backward(ctx, grad):
-        xs, ms = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        if ms is None:
-            ms = torch.ones(xs.shape[:-1], dtype=torch.bool, device=xs.device)
-        pairs = (grad != 0).nonzero(as_tuple=True)
-        b, i, j = pairs
-        if b.numel() == 0:
-            return torch.zeros_like(xs), None, None, None
-        with torch.enable_grad():
-            x = xs.detach().requires_grad_(True)
-            xn = ref.cosine_normalize(x.float(), ctx.eps)
-            sim = torch.bmm(xn[b, i], xn[b, j].transpose(1, 2))  # (P, S, S)
-            sim = sim.masked_fill(~ms[b, j][:, None, :], float("-inf"))
-            best = sim.amax(dim=-1).masked_fill(~ms[b, i], 0.0)
-            score = best.sum(dim=-1)
-            (gx,) = torch.autograd.grad(score, x, grad[b, i, j].to(score.dtype))
-        return gx, None, None, None
+    The training path's ranker gradient reaches the embeddings only through these B·N·k scores
+    (the weights), so they are recomputed here from the selection the kernel made, instead of
+    differentiating the whole (B, N, N) score matrix: no T x T work and no host synchronisation.
+    """
+    batch, n_splits, split_size, width = xs.shape
+    k = idx.shape[-1]
+    xn = ref.cosine_normalize(xs.float(), eps)
+    keys = ref.gather_splits(xn, idx.reshape(batch, n_splits * k)).view(batch, n_splits, k, split_size, width)
+    sim = torch.einsum("bnsd,bnkud->bnksu", xn, keys)  # (B, N, k, S, S)
+    if ms is not None:
+        key_mask = ref.gather_splits(ms.unsqueeze(-1), idx.reshape(batch, n_splits * k))
+        sim = sim.masked_fill(~key_mask.view(batch, n_splits, k, 1, split_size), float("-inf"))
+    best = sim.amax(dim=-1)  # (B, N, k, S)
+    if ms is not None:
+        best = best.masked_fill(~ms.unsqueeze(2), 0.0)
+    return best.sum(dim=-1).masked_fill(~valid, 0.0)
 
 
 @triton.jit
@@ -300,12 +292,14 @@ def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: tor
     elif not grad:
         scores = maxsim_scores(xs, ms, config.eps, config.ranker_direction)
         idx, weights = select_and_weight(scores, k, config.split_weighting, config.eps)
-    else:  # the weights carry the ranker's gradient: select and weight with the reference functions
-        scores = _MaxSim.apply(xs, ms, config.eps, config.ranker_direction)
+    else:  # the weights carry the ranker's gradient: select on the kernel's scores, then recompute
+        with torch.no_grad():  # the picked pairs' scores differentiably (selected_pair_scores)
+            scores = maxsim_scores(xs, ms, config.eps, config.ranker_direction)
         split_valid = ms.any(dim=-1) if ms is not None else torch.ones(batch, n_splits, dtype=torch.bool,
                                                                        device=x.device)
         candidates = ref.candidate_mask(split_valid, config.ranker_direction)
-        idx, valid, sel_scores = ref.select_top_splits(scores, candidates, k)
+        idx, valid, _ = ref.select_top_splits(scores, candidates, k)
+        sel_scores = selected_pair_scores(xs, ms, idx, valid, config.eps)
         weights = ref.split_weights(sel_scores, valid, config.split_weighting, config.eps)
     h = _Compress.apply(xs, idx, weights, down_proj)
     hm = ms.reshape(batch * n_splits, split_size) if ms is not None else None
