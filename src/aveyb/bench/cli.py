@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 DEFAULT_MODELS = "avey-b,bert,roberta,modernbert,neobert"
-DEFAULT_IMPLS = "fused,reference,official-style,sdpa,flash"
+DEFAULT_IMPLS = "fused,fused-graphs,reference,official-style,sdpa,flash"
 
 
 def _ints(text: str) -> list[int]:
@@ -35,7 +35,7 @@ def add_parsers(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"comma list (default {DEFAULT_MODELS})")
     p.add_argument("--impls", default=DEFAULT_IMPLS,
-                   help="comma list; Avey-B: fused, reference, official-style; "
+                   help="comma list; Avey-B: fused, fused-graphs (inference), reference, official-style; "
                         "baselines: sdpa, flash, eager")
     p.add_argument("--modes", default="inference,train", help="inference, train, ranker (Avey-B's ranker alone)")
     p.add_argument("--lengths", default="128,512,2048,8192,32768,65536,98304,131072", help="inference lengths")
@@ -73,7 +73,7 @@ def _plan(args) -> list[tuple[str, str, str, int, list[int]]]:
             if mode == "ranker" and model != "avey-b":
                 continue
             for impl in impls:
-                if impl not in allowed:
+                if impl not in allowed or (impl == "fused-graphs" and mode != "inference"):
                     continue
                 cap = None
                 if model != "avey-b":

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-AVEY_IMPLS = ("fused", "reference", "official-style")
+AVEY_IMPLS = ("fused", "fused-graphs", "reference", "official-style")
 BASELINE_IMPLS = ("sdpa", "flash", "eager")
 
 
@@ -85,7 +85,8 @@ def random_ids(batch: int, length: int, vocab_size: int, device, seed: int = 0) 
 def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dtype, max_len: int):
     """The masked-LM module of one (model, impl), built directly on ``device`` in ``dtype``.
 
-    Avey-B: "fused" (Triton kernels), "reference" (plain PyTorch), "official-style"
+    Avey-B: "fused" (Triton kernels), "fused-graphs" (the same, replayed as CUDA graphs: inference
+    only), "reference" (plain PyTorch), "official-style"
     (:class:`~aveyb.bench.official_style.OfficialStyleAveyB`, same weights). Baselines: "sdpa",
     "flash" (FlashAttention 2, where ``flash_attn`` is installed) or "eager" attention.
     """
@@ -98,7 +99,7 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
     if model == "avey-b":
         if impl not in AVEY_IMPLS:
             raise ValueError(f"Avey-B impl {impl!r}; choose one of {AVEY_IMPLS}")
-        backend = {"fused": "triton", "reference": "torch", "official-style": "torch"}[impl]
+        backend = {"fused": "triton", "fused-graphs": "triton", "reference": "torch", "official-style": "torch"}[impl]
         config = build_config("avey-b", preset, vocab_size, kernel_backend=backend)
         with device:
             mlm = AutoModelForMaskedLM.from_config(config)
@@ -251,8 +252,15 @@ class Bench:
         ids = random_ids(rec.batch, rec.seq_len, self.vocab_size, self.device, self.seed)
         if rec.mode == "ranker":
             return _ranker_call(module, ids)
+        if rec.impl == "fused-graphs" and rec.mode != "inference":
+            raise NotImplementedError("fused-graphs is an inference path (CUDA-graph replay)")
         if rec.mode == "inference":
-            call = _encoder_call(module)
+            if rec.impl == "fused-graphs":
+                from aveyb.kernels.graphs import GraphedEncoder
+
+                call = GraphedEncoder(module)
+            else:
+                call = _encoder_call(module)
 
             def fn():
                 with torch.inference_mode():
