@@ -76,3 +76,17 @@ def test_report_ratios_use_measured_and_quoted_numbers():
     assert "| avey-b official-style (measured) | 2.00× |  |" in table
     assert "| official (issue's quoted numbers) | 2.17× | 1.45× |" in table
     assert "OOM" in table
+    assert "Avey-B fused-graphs" not in table  # no ratio table for an implementation not measured
+
+
+def test_report_gives_each_fused_implementation_its_ratio_table():
+    from aveyb.bench.report import markdown_table
+
+    def rec(impl, tps):
+        return dict(model="avey-b", impl=impl, mode="inference", batch=8, seq_len=2048, tokens_per_s=tps,
+                    latency_ms=1.0, peak_mem_gb=1.0, gpu="X", commit="c", status="ok")
+
+    table = markdown_table([rec("fused-graphs", 1.5e6), rec("official-style", 1.0e6)])
+    graphs = table.split("Ratios (Avey-B fused-graphs throughput over …)")[1]
+    assert "| avey-b official-style (measured) | 1.50× |" in graphs
+    assert "Ratios (fused Avey-B" not in table  # "fused" itself was not measured

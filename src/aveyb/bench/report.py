@@ -57,27 +57,33 @@ def markdown_table(records: list[dict]) -> str:
             cells = [_cell(latest.get((model, impl, n))) for n in lengths]
             out.append(f"| {model} | {impl} | " + " | ".join(cells) + " |")
         out.append("")
-        ratio_rows = _ratios(latest, lengths, mode)
-        if ratio_rows:
-            out.append("Ratios (fused Avey-B throughput over …)\n")
-            out.append("| over | " + " | ".join(str(n) for n in lengths) + " |")
-            out.append("|---|" + "---|" * len(lengths))
-            out.extend(ratio_rows)
-            out.append("")
+        for numerator in FUSED_IMPLS:
+            ratio_rows = _ratios(latest, lengths, mode, numerator)
+            if ratio_rows:
+                label = "fused Avey-B" if numerator == "fused" else f"Avey-B {numerator}"
+                out.append(f"Ratios ({label} throughput over …)\n")
+                out.append("| over | " + " | ".join(str(n) for n in lengths) + " |")
+                out.append("|---|" + "---|" * len(lengths))
+                out.extend(ratio_rows)
+                out.append("")
     return "\n".join(out)
 
 
-def _ratios(latest: dict, lengths: list[int], mode: str) -> list[str]:
+# Each fused implementation present gets its own ratio table (eager kernels; CUDA-graph replay).
+FUSED_IMPLS = ("fused", "fused-graphs")
+
+
+def _ratios(latest: dict, lengths: list[int], mode: str, numerator: str = "fused") -> list[str]:
     def tps(model, impl, n):
         rec = latest.get((model, impl, n))
         return rec["tokens_per_s"] if rec and rec.get("status", "ok") == "ok" else None
 
     rows = []
-    others = sorted({(m, i) for (m, i, _) in latest if (m, i) != ("avey-b", "fused")})
+    others = sorted({(m, i) for (m, i, _) in latest if (m, i) != ("avey-b", numerator)})
     for model, impl in others:
         cells, any_value = [], False
         for n in lengths:
-            a, b = tps("avey-b", "fused", n), tps(model, impl, n)
+            a, b = tps("avey-b", numerator, n), tps(model, impl, n)
             cells.append(f"{a / b:.2f}×" if a and b else "")
             any_value |= bool(a and b)
         if any_value:
@@ -85,7 +91,7 @@ def _ratios(latest: dict, lengths: list[int], mode: str) -> list[str]:
     for name in ("official", "modernbert-sdpa-compiled", "bert-sdpa"):
         cells, any_value = [], False
         for n in lengths:
-            a, b = tps("avey-b", "fused", n), ISSUE_QUOTED.get((name, mode, n))
+            a, b = tps("avey-b", numerator, n), ISSUE_QUOTED.get((name, mode, n))
             cells.append(f"{a / b:.2f}×" if a and b else "")
             any_value |= bool(a and b)
         if any_value:
