@@ -4,6 +4,7 @@ Examples::
 
     aveyb bench                                   # the full sweep of issue 6 (needs a GPU)
     aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
+    aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
     aveyb bench --report results/bench/h100.jsonl # tables and plots from existing records
 
 Every measurement is appended to ``--out`` (JSON lines) as soon as it is taken; a markdown table

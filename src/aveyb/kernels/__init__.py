@@ -10,6 +10,9 @@ below instead; each returns what its reference returns:
 * :func:`run_layers` -- every layer in turn (yielding each output), passing the row statistics
   one fused layer computes for the next one's RMSNorm.
 
+:mod:`aveyb.kernels.graphs` replays the fused forward as CUDA graphs (``GraphedEncoder``), which
+removes the launch overhead that dominates short inputs.
+
 Triton is imported lazily, on the first call of the last two, so that ``import aveyb.kernels``
 works on machines without Triton (CI); there :func:`supports` is False. Every kernel sits beside
 a docstring naming the reference function it must match (``ranker.py``, ``layers.py``);
