@@ -47,7 +47,8 @@ def check_inputs(input_ids: Tensor | None, attention_mask: Tensor | None, inputs
             not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != tuple(shape)):
         got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else type(attention_mask).__name__
         raise ValueError(f"attention_mask must have the shape of input_ids {tuple(shape)}, got {got}")
-    if torch.compiler.is_compiling() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()):
+    on_cuda = (input_ids if input_ids is not None else inputs_embeds).is_cuda
+    if torch.compiler.is_compiling() or (on_cuda and torch.cuda.is_current_stream_capturing()):
         return shape[0], shape[1]  # no host sync while compiling or capturing a CUDA graph (checked before)
     # One device-to-host sync for both value checks; details are computed only on failure.
     flags = []
