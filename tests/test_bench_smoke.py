@@ -33,6 +33,19 @@ def test_bench_cli_writes_records_table_and_plots(tmp_path):
     assert (tmp_path / "bench_inference_b2.png").exists()
 
 
+def test_bench_sparse_prediction_applies_to_our_train_step_only(tmp_path):
+    out = tmp_path / "sparse.jsonl"
+    code = main(["bench", "--models", "avey-b", "--impls", "reference,official-style", "--modes", "train,inference",
+                 "--lengths", "32", "--batch", "2", "--train-lengths", "32", "--train-batch", "2", "--preset", "tiny",
+                 "--vocab-size", "97", "--warmup", "1", "--repeats", "2", "--min-time", "0", "--device", "cpu",
+                 "--dtype", "fp32", "--sparse-prediction", "--out", str(out)])
+    assert code == 0
+    notes = {(r["impl"], r["mode"]): r["note"] for r in map(json.loads, out.read_text().splitlines())}
+    assert "sparse prediction" in notes[("reference", "train")]
+    assert "sparse prediction" not in notes[("official-style", "train")]
+    assert "sparse prediction" not in notes[("reference", "inference")]
+
+
 def test_random_ids_are_not_constant():
     from aveyb.bench.runner import random_ids
 

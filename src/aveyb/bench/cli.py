@@ -47,6 +47,9 @@ def add_parsers(subparsers) -> None:
                    help="longest input given to the quadratic-attention baselines (default 32768)")
     p.add_argument("--reference-max-len", type=int, default=32768,
                    help="longest input given to the plain-PyTorch Avey-B reference (default 32768)")
+    p.add_argument("--sparse-prediction", action="store_true",
+                   help="train mode: our Avey-B heads compute logits only at labelled positions (same loss; "
+                        "our pretraining recipe); official-style and the baselines stay dense")
     p.add_argument("--preset", default="base")
     p.add_argument("--vocab-size", type=int, default=50368)
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
@@ -112,7 +115,7 @@ def run(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     bench = Bench(preset=args.preset, vocab_size=args.vocab_size, device=args.device, warmup=args.warmup,
-                  repeats=args.repeats, min_time=args.min_time, dtype=dtype)
+                  repeats=args.repeats, min_time=args.min_time, dtype=dtype, sparse_prediction=args.sparse_prediction)
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
     command = "aveyb bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "aveyb bench"
     records, failed = [], False

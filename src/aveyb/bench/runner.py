@@ -5,7 +5,9 @@ Method (``docs/benchmark.md`` says it in prose):
 * inputs are random token ids (``torch.randint`` over the vocabulary, fixed seed), never all equal;
 * inference: the encoder alone (no LM head), ``torch.inference_mode``, weights in bf16 (or the
   ``dtype`` asked for); train step: masked-LM forward with loss on 20% of positions, backward,
-  AdamW step and ``zero_grad``, fp32 weights under bf16 autocast;
+  AdamW step and ``zero_grad``, fp32 weights under bf16 autocast; logits over every position
+  (dense), or with ``sparse_prediction`` only at the labelled ones for our Avey-B models (the same
+  loss; the official-style model stays dense, as the official code is);
 * each measurement: ``warmup`` untimed calls (compilation, autotuning, allocator growth), then
   timed calls between CUDA events, one event pair per call, until ``repeats`` calls or
   ``min_time`` seconds have passed (at least 2 calls); the median is reported;
@@ -82,7 +84,8 @@ def random_ids(batch: int, length: int, vocab_size: int, device, seed: int = 0) 
 
 
 # ---- model construction ------------------------------------------------------------------------
-def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dtype, max_len: int):
+def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dtype, max_len: int,
+                sparse_prediction: bool = False):
     """The masked-LM module of one (model, impl), built directly on ``device`` in ``dtype``.
 
     Avey-B: "fused" (Triton kernels), "fused-graphs" (the same, replayed as CUDA graphs: inference
@@ -100,7 +103,10 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
         if impl not in AVEY_IMPLS:
             raise ValueError(f"Avey-B impl {impl!r}; choose one of {AVEY_IMPLS}")
         backend = {"fused": "triton", "fused-graphs": "triton", "reference": "torch", "official-style": "torch"}[impl]
-        config = build_config("avey-b", preset, vocab_size, kernel_backend=backend)
+        # Our masked-LM head can compute logits only at labelled positions (the same loss); the
+        # official-style model keeps the official dense head.
+        config = build_config("avey-b", preset, vocab_size, kernel_backend=backend,
+                              sparse_prediction=sparse_prediction and impl != "official-style")
         with device:
             mlm = AutoModelForMaskedLM.from_config(config)
         mlm = mlm.to(device=device, dtype=dtype)
@@ -177,10 +183,11 @@ class Bench:
     """Builds each (model, impl, mode) once and measures it at every length asked for."""
 
     def __init__(self, *, preset="base", vocab_size=50368, device=None, warmup=2, repeats=10, min_time=1.0,
-                 dtype=torch.bfloat16, seed=0):
+                 dtype=torch.bfloat16, seed=0, sparse_prediction=False):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.preset, self.vocab_size, self.dtype, self.seed = preset, vocab_size, dtype, seed
         self.warmup, self.repeats, self.min_time = warmup, repeats, min_time
+        self.sparse_prediction = sparse_prediction
         self.gpu = device_name(self.device)
         self.commit = git_commit()
 
@@ -190,7 +197,9 @@ class Bench:
         module = optimizer = None
         try:
             weights_dtype = torch.float32 if mode == "train" else self.dtype
-            module = build_model(model, impl, self.preset, self.vocab_size, self.device, weights_dtype, max(lengths))
+            sparse = self.sparse_prediction and mode == "train" and model == "avey-b" and impl != "official-style"
+            module = build_model(model, impl, self.preset, self.vocab_size, self.device, weights_dtype, max(lengths),
+                                 sparse_prediction=sparse)
             if mode == "train":
                 module.train()
                 optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.95, 0.95), eps=1e-18,
@@ -201,6 +210,9 @@ class Bench:
                 err = fused_vs_reference(module, self.device)
                 for rec in records:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"
+            if sparse:
+                for rec in records:
+                    rec.note = "; ".join(v for v in (rec.note, "sparse prediction (logits at labelled positions)") if v)
         except Exception as err:  # noqa: BLE001  recorded for every length
             status = "skipped" if isinstance(err, (ModuleNotFoundError, NotImplementedError)) else "error"
             for rec in records:
