@@ -76,17 +76,19 @@ def act_fast(x, ACT: tl.constexpr):
 
 
 @triton.jit
-def _tile_ids(R, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    """Grouped tile order (GROUP_M row tiles share each column tile while it sits in L2)."""
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(R, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
+def _grouped_tile(tile, num_m, num_n, GROUP_M: tl.constexpr):
+    """(row tile, column tile) of linear tile index ``tile`` in grouped order: GROUP_M row tiles
+    share each column tile while it sits in L2."""
     per_group = GROUP_M * num_n
-    first_m = (pid // per_group) * GROUP_M
+    first_m = (tile // per_group) * GROUP_M
     group_size = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % group_size
-    pid_n = (pid % per_group) // group_size
-    return pid_m, pid_n
+    return first_m + (tile % per_group) % group_size, (tile % per_group) // group_size
+
+
+@triton.jit
+def _tile_ids(R, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """This program's output tile (one tile per program)."""
+    return _grouped_tile(tl.program_id(0), tl.cdiv(R, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
 
 
 @triton.jit
@@ -223,11 +225,15 @@ _TMA_CONFIGS = [
 
 
 @triton.jit
-def _persistent_tile(tile, num_m, num_n, GROUP_M: tl.constexpr):
-    per_group = GROUP_M * num_n
-    first_m = (tile // per_group) * GROUP_M
-    group_size = tl.minimum(num_m - first_m, GROUP_M)
-    return first_m + (tile % per_group) % group_size, (tile % per_group) // group_size
+def _tma_mainloop(a_desc, w_desc, off_m, off_n, k_tiles, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
+    """acc = A[off_m:+BLOCK_M] · W[off_n:+BLOCK_N]ᵀ in fp32 through TMA loads (zero beyond the edges)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for ki in range(k_tiles):
+        a = a_desc.load([off_m, ki * BLOCK_K])
+        w = w_desc.load([off_n, ki * BLOCK_K])
+        acc = tl.dot(a, w.T, acc)
+    return acc
 
 
 @triton.jit
@@ -257,14 +263,10 @@ def _enricher_tma_kernel(
     k_tiles = tl.cdiv(K, BLOCK_K)
     HALF: tl.constexpr = BLOCK_N // 2
     for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS * OCC, flatten=True):
-        pid_m, pid_n = _persistent_tile(tile, num_m, num_n, GROUP_M)
+        pid_m, pid_n = _grouped_tile(tile, num_m, num_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for ki in range(k_tiles):
-            a = a_desc.load([off_m, ki * BLOCK_K])
-            w = w_desc.load([off_n, ki * BLOCK_K])
-            acc = tl.dot(a, w.T, acc)
+        acc = _tma_mainloop(a_desc, w_desc, off_m, off_n, k_tiles, BLOCK_M, BLOCK_N, BLOCK_K)
         rows = off_m + tl.arange(0, BLOCK_M)
         row_ok = rows < R
         scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps)
@@ -300,14 +302,10 @@ def _fuser_tma_kernel(
     HALF: tl.constexpr = BLOCK_N // 2
     alpha = tl.load(alpha_ptr).to(tl.float32)
     for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS * OCC, flatten=True):
-        pid_m, pid_n = _persistent_tile(tile, num_m, num_n, GROUP_M)
+        pid_m, pid_n = _grouped_tile(tile, num_m, num_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for ki in range(k_tiles):
-            a = a_desc.load([off_m, ki * BLOCK_K])
-            w = w_desc.load([off_n, ki * BLOCK_K])
-            acc = tl.dot(a, w.T, acc)
+        acc = _tma_mainloop(a_desc, w_desc, off_m, off_n, k_tiles, BLOCK_M, BLOCK_N, BLOCK_K)
         acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
         part = _fuse_half(acc0, alpha, b_ptr, x_desc, out_desc, off_m, off_n, N, HALF)
         part += _fuse_half(acc1, alpha, b_ptr, x_desc, out_desc, off_m, off_n + HALF, N, HALF)
