@@ -65,6 +65,18 @@ def test_import_without_triton(monkeypatch):
     assert not kernels.supports(preset_config("tiny"), torch.device("cuda"))
 
 
+@needs_triton
+def test_tma_layout_rule():
+    """TMA takes the fuser's strided view Z[:, d:], not a misaligned or transposed one."""
+    from aveyb.kernels.gemm import _tma_layout_ok
+
+    z = torch.empty(10, 4 * 128, dtype=torch.bfloat16)
+    assert _tma_layout_ok(z) and _tma_layout_ok(z[:, 128:])
+    assert not _tma_layout_ok(z[:, 1:])  # base not 16-byte aligned
+    assert not _tma_layout_ok(z.t())  # last stride not 1
+    assert not _tma_layout_ok(torch.empty(10, 12, dtype=torch.bfloat16)[:, :4])  # row stride 24 bytes
+
+
 # ---- GPU parity ----------------------------------------------------------------------------------
 def _separated_embeddings(batch, length, width, split_size, device, gen):
     """Random embeddings whose MaxSim scores are well apart (each split has its own topic), so the

@@ -25,10 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aveyb.kernels.tuning import dot_precision, tunable
-
-# Smallest BLOCK_N among the configs: the width of the row-statistics buffer in column tiles.
-_MIN_BLOCK_N = 64
+from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
 
 _GEMM_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
@@ -223,6 +220,9 @@ _TMA_CONFIGS = [
                                    (128, 128, 64, 4, 2, 2))
 ]
 
+# Smallest BLOCK_N of any fuser config: the row-statistics buffer holds one column per tile of it.
+_MIN_BLOCK_N = min(c.kwargs["BLOCK_N"] for c in _GEMM_CONFIGS + _TMA_CONFIGS)
+
 
 @triton.jit
 def _tma_mainloop(a_desc, w_desc, off_m, off_n, k_tiles, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -323,8 +323,16 @@ def _num_sms(device) -> int:
     return _NUM_SMS[index]
 
 
+def _tma_layout_ok(t: torch.Tensor) -> bool:
+    """What a tensor descriptor needs: unit last stride, 16-byte aligned base and row strides."""
+    size = t.element_size()
+    return (t.stride(-1) == 1 and t.data_ptr() % 16 == 0
+            and all(stride * size % 16 == 0 for stride in t.stride()[:-1]))
+
+
 def use_tma(width: int, *tensors: torch.Tensor) -> bool:
-    """The TMA kernels need Hopper or newer, 16-bit data, d a multiple of 128 and aligned rows."""
+    """The TMA kernels need Hopper or newer, 16-bit data, d a multiple of 128 and TMA-able layouts
+    (a strided view such as Z[:, d:] qualifies)."""
     t0 = tensors[0]
     if os.environ.get("AVEYB_GEMM_TMA", "1") == "0" or t0.device.type != "cuda":
         return False
@@ -332,7 +340,7 @@ def use_tma(width: int, *tensors: torch.Tensor) -> bool:
         return False
     if torch.cuda.get_device_capability(t0.device)[0] < 9:
         return False
-    return all(t.data_ptr() % 16 == 0 and t.is_contiguous() for t in tensors)
+    return all(_tma_layout_ok(t) for t in tensors)
 
 
 def _desc(t: torch.Tensor):
@@ -412,7 +420,7 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
     z = torch.empty(rows, n_out, device=x.device, dtype=x.dtype)
     if rows == 0:
         return z
-    mask_u8 = mask.reshape(-1).view(torch.uint8) if mask is not None else x
+    mask_u8 = mask_arg(mask, x)
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"])
     if use_tma(width, x, weight, z):
         sms = _num_sms(x.device)
@@ -443,19 +451,19 @@ def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Ten
     if rows == 0:
         return out, RowStats(parts, 0)
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"])
-    if use_tma(width, weight, x, out) and f.stride(1) == 1 and (f.stride(0) * f.element_size()) % 16 == 0 \
-            and f.data_ptr() % 16 == 0:
+    launched = False
+    if use_tma(width, f, weight, x, out):
         sms = _num_sms(x.device)
         launched = _launch_tma(
             _fuser_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer fuser",
             _desc(f), _desc(weight), _desc(x), _desc(out), bias, alpha, parts,
             rows, width, k, parts.shape[1], _bucket(rows), NUM_SMS=sms,
         )
-        if launched:
-            return out, RowStats(parts, triton.cdiv(width, _fuser_tma_kernel.best_config.kwargs["BLOCK_N"]))
-    _fuser_kernel[lambda meta: (tiles(meta),)](
-        f, weight, bias, x, alpha, out, parts,
-        rows, width, k, f.stride(0), parts.shape[1], _bucket(rows), PREC=dot_precision(x.dtype),
-    )
+    kernel = _fuser_tma_kernel if launched else _fuser_kernel
+    if not launched:
+        kernel[lambda meta: (tiles(meta),)](
+            f, weight, bias, x, alpha, out, parts,
+            rows, width, k, f.stride(0), parts.shape[1], _bucket(rows), PREC=dot_precision(x.dtype),
+        )
     # The partials written are one per column tile of the config that ran (autotuning picks it).
-    return out, RowStats(parts, triton.cdiv(width, _fuser_kernel.best_config.kwargs["BLOCK_N"]))
+    return out, RowStats(parts, triton.cdiv(width, kernel.best_config.kwargs["BLOCK_N"]))

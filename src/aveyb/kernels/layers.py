@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from aveyb.kernels import gemm
-from aveyb.kernels.tuning import dot_precision, tunable
+from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
 from aveyb.model import layers as ref
 
 ACT_IDS = {"gelu": 0, "gelu_tanh": 1, "relu": 2, "silu": 3}
@@ -152,7 +152,7 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else a
     tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else a
-    mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else a
+    mask_u8 = mask_arg(mask, a)
     _dynamic_mix_kernel[grid](
         z, a, p, tau_t, mask_u8, split_size, width, zw, eps,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled,

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aveyb.kernels.tuning import dot_precision, tunable
+from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
 from aveyb.model import ranker as ref
 
 _MAXSIM_CONFIGS = [
@@ -98,7 +98,7 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
     out = torch.full((batch, n_splits, n_splits), float("-inf"), device=xs.device, dtype=torch.float32)
     if n_splits < 2 or batch == 0:
         return out
-    mask_u8 = ms.contiguous().view(torch.uint8) if ms is not None else inv
+    mask_u8 = mask_arg(ms, inv)
     block_s = max(16, triton.next_power_of_2(split_size))
     grid = (n_splits, n_splits, batch)
     # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.

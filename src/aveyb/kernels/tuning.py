@@ -1,4 +1,4 @@
-"""Autotuning choices and dot precision shared by the Triton kernels."""
+"""Autotuning choices, dot precision and argument helpers shared by the Triton kernels."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def dot_precision(dtype: torch.dtype) -> str:
     """fp32 inputs: 3xTF32 (about fp32 accuracy, so selections match the fp32 reference); bf16/fp16
     inputs use the tensor cores' native path and the flag is ignored."""
     return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
+def mask_arg(mask: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
+    """A bool mask as the uint8 buffer the kernels read, or ``placeholder`` (any tensor: the
+    kernel's HAS_MASK=False branch never reads it) when there is no mask."""
+    return mask.contiguous().view(torch.uint8) if mask is not None else placeholder
