@@ -208,6 +208,14 @@ def check_labels(labels: Tensor, num_labels: int, field: str = "labels") -> None
         raise ValueError(f"{field} must be -100 (ignored) or in [0, {num_labels}); found {labels[bad][:5].tolist()}")
 
 
+def label_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy over the last axis of ``logits`` (fp32) for labels checked to be in [0, n) or
+    -100 (ignored): the loss of classification, token classification and masked-LM heads."""
+    num_labels = logits.shape[-1]
+    check_labels(labels, num_labels)
+    return F.cross_entropy(logits.float().reshape(-1, num_labels), labels.reshape(-1), ignore_index=-100)
+
+
 class AveyBForMaskedLM(AveyBPreTrainedModel):
     """logits = H · Eᵀ, tied to the input embedding, no bias, no final norm (SPEC 4).
 
@@ -260,8 +268,7 @@ def classification_loss(config, logits: Tensor, labels: Tensor) -> Tensor:
     if config.problem_type == "regression":
         return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
     if config.problem_type == "single_label_classification":
-        check_labels(labels, num_labels)
-        return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1), ignore_index=-100)
+        return label_cross_entropy(logits, labels)
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 

@@ -28,7 +28,7 @@ from transformers.modeling_outputs import (
 )
 
 from aveyb.baselines.neobert.configuration_neobert import NeoBERTConfig
-from aveyb.model.modeling_aveyb import check_labels, classification_loss, mean_pool, span_loss
+from aveyb.model.modeling_aveyb import classification_loss, label_cross_entropy, mean_pool, span_loss
 
 # ---- rotary positions ---------------------------------------------------------------------
 
@@ -227,10 +227,7 @@ class NeoBERTForMaskedLM(NeoBERTPreTrainedModel):
         out = self.neobert(input_ids, attention_mask, position_ids, inputs_embeds,
                            output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.decoder(out.last_hidden_state)
-        loss = None
-        if labels is not None:
-            check_labels(labels, logits.size(-1))
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=-100)
+        loss = None if labels is None else label_cross_entropy(logits, labels)
         result = MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
         return result if return_dict is not False else result.to_tuple()
 
@@ -275,10 +272,7 @@ class NeoBERTForTokenClassification(NeoBERTPreTrainedModel):
         out = self.neobert(input_ids, attention_mask, position_ids, inputs_embeds,
                            output_hidden_states=output_hidden_states, return_dict=True)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None
-        if labels is not None:
-            check_labels(labels, self.num_labels)
-            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=-100)
+        loss = None if labels is None else label_cross_entropy(logits, labels)
         result = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
         return result if return_dict is not False else result.to_tuple()
 
