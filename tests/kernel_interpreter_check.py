@@ -38,22 +38,35 @@ def _rel(a, b) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def _layers(kind, norm, act, n_split, split, width, padded):
+def random_layers(cfg, kind, n, device=None):
+    """``n`` AveyBLayers of ``kind`` with random weights scaled so that outputs stay O(1), τ = 0.7
+    (shared with the GPU parity tests)."""
     import torch
 
-    from aveyb.config import preset_config
-    from aveyb.kernels import layers as fused
     from aveyb.model.layers import AveyBLayer
 
-    cfg = preset_config("tiny", hidden_size=width, split_size=split, dynamic_norm=norm, hidden_act=act)
-    layers = [AveyBLayer(cfg, kind) for _ in range(2)]
-    with torch.no_grad():
-        for layer in layers:
+    layers = []
+    for _ in range(n):
+        layer = AveyBLayer(cfg, kind).to(device)
+        with torch.no_grad():
             for p in layer.parameters():
                 p.copy_(torch.randn_like(p) * (0.5 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.3)
                         + (1 if p.dim() < 2 else 0))
             if hasattr(layer, "tau"):
                 layer.tau.fill_(0.7)
+        layers.append(layer)
+    return layers
+
+
+def _layers(kind, norm, act, n_split, split, width, padded):
+    import torch
+
+    from aveyb.config import preset_config
+    from aveyb.kernels import layers as fused
+
+    cfg = preset_config("tiny", hidden_size=width, split_size=split, dynamic_norm=norm, hidden_act=act)
+    layers = random_layers(cfg, kind, 2)
+    with torch.no_grad():
         x = torch.randn(n_split, split, width)
         mask = None
         if padded:

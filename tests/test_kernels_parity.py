@@ -18,6 +18,7 @@ import torch
 
 from aveyb import kernels
 from aveyb.config import preset_config
+from kernel_interpreter_check import random_layers
 
 # One tile configuration per kernel (the first autotuning candidate) keeps compilation short; the
 # autotuned configurations are checked by `aveyb bench` itself (fused_vs_reference) on the model it times.
@@ -170,22 +171,6 @@ LAYER_CASES = [  # (kind, norm, act, M, S, d, padded)
 ]
 
 
-def _random_layers(cfg, kind, n, dev):
-    from aveyb.model.layers import AveyBLayer
-
-    layers = []
-    for _ in range(n):
-        layer = AveyBLayer(cfg, kind).to(dev)
-        with torch.no_grad():
-            for p in layer.parameters():
-                p.copy_(torch.randn_like(p) * (0.5 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.3)
-                        + (1 if p.dim() < 2 else 0))
-            if hasattr(layer, "tau"):
-                layer.tau.fill_(0.7)
-        layers.append(layer)
-    return layers
-
-
 def _layer_inputs(case, dev):
     kind, norm, act, m, s, width, padded = case
     cfg = preset_config("tiny", hidden_size=width, split_size=s, dynamic_norm=norm, hidden_act=act)
@@ -213,7 +198,7 @@ def test_layer_forward_parity(case, dtype):
 
     dev = torch.device("cuda")
     cfg, x, mask = _layer_inputs(case, dev)
-    layers = _random_layers(cfg, case[0], 3, dev)
+    layers = random_layers(cfg, case[0], 3, dev)
     l64 = [copy.deepcopy(lay).double() for lay in layers]
     ld = [copy.deepcopy(lay).to(dtype) for lay in layers]
     with torch.no_grad():
@@ -240,7 +225,7 @@ def test_layer_training_path(case):
 
     dev, dtype = torch.device("cuda"), torch.bfloat16
     cfg, x, mask = _layer_inputs(case, dev)
-    (layer,) = _random_layers(cfg, case[0], 1, dev)
+    (layer,) = random_layers(cfg, case[0], 1, dev)
     grad_out = torch.randn(x.shape, device=dev)
 
     def run(layer_, xx, fn):
