@@ -52,6 +52,9 @@ class Measurement:
     times_ms: list = field(default_factory=list)
     note: str = ""
 
+    def add_note(self, text: str) -> None:
+        self.note = f"{self.note}; {text}" if self.note else text
+
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
@@ -212,7 +215,7 @@ class Bench:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"
             if sparse:
                 for rec in records:
-                    rec.note = "; ".join(v for v in (rec.note, "sparse prediction (logits at labelled positions)") if v)
+                    rec.add_note("sparse prediction (logits at labelled positions)")
         except Exception as err:  # noqa: BLE001  recorded for every length
             status = "skipped" if isinstance(err, (ModuleNotFoundError, NotImplementedError)) else "error"
             for rec in records:
@@ -248,7 +251,7 @@ class Bench:
             if rec.impl == "fused-graphs" and self.device.type == "cuda":
                 # Replays allocate nothing: the graphs' memory is their pool, reserved at capture.
                 rec.peak_mem_gb = torch.cuda.max_memory_reserved(self.device) / 1e9
-                rec.note = (rec.note + "; " if rec.note else "") + "peak_mem_gb = max reserved (graph pool)"
+                rec.add_note("peak_mem_gb = max reserved (graph pool)")
             rec.repeats = len(times)
             rec.times_ms = [round(t, 4) for t in times]
         except torch.cuda.OutOfMemoryError as err:
