@@ -29,14 +29,22 @@ AUTO_CLASSES = {
 }
 
 
+def register_with_auto(config_class, auto_classes: dict, remote_code: bool = False) -> None:
+    """Make AutoConfig and each AutoModel* of ``auto_classes`` ({Auto class: model class}) resolve
+    ``config_class.model_type``; with ``remote_code``, ``save_pretrained`` also ships the modeling
+    code so checkpoints load with ``trust_remote_code=True`` where this package is absent."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    if remote_code:
+        config_class.register_for_auto_class()
+    for auto_class, model_class in auto_classes.items():
+        auto_class.register(config_class, model_class, exist_ok=True)
+        if remote_code:
+            model_class.register_for_auto_class(auto_class.__name__)
+
+
 def register_auto_classes() -> None:
-    """Make AutoConfig/AutoModel* resolve model_type "aveyb", and make ``save_pretrained`` ship
-    the modeling code so checkpoints also load with ``trust_remote_code=True`` without aveyb."""
-    AutoConfig.register(AveyBConfig.model_type, AveyBConfig, exist_ok=True)
-    AveyBConfig.register_for_auto_class()
-    for auto_class, model_class in AUTO_CLASSES.items():
-        auto_class.register(AveyBConfig, model_class, exist_ok=True)
-        model_class.register_for_auto_class(auto_class.__name__)
+    """Register Avey-B with the Auto classes, remote code included (runs on import)."""
+    register_with_auto(AveyBConfig, AUTO_CLASSES, remote_code=True)
 
 
 register_auto_classes()
@@ -44,5 +52,5 @@ register_auto_classes()
 __all__ = [
     "AveyBConfig", "AveyBModel", "AveyBPreTrainedModel", "AveyBForMaskedLM",
     "AveyBForSequenceClassification", "AveyBForTokenClassification", "AveyBForQuestionAnswering",
-    "mean_pool", "register_auto_classes",
+    "mean_pool", "register_auto_classes", "register_with_auto",
 ]

@@ -23,7 +23,6 @@ def register() -> None:
     if _REGISTERED:
         return
     from transformers import (
-        AutoConfig,
         AutoModel,
         AutoModelForMaskedLM,
         AutoModelForQuestionAnswering,
@@ -31,15 +30,15 @@ def register() -> None:
         AutoModelForTokenClassification,
     )
 
-    AutoConfig.register(NeoBERTConfig.model_type, NeoBERTConfig, exist_ok=True)
-    for auto, model in (
-        (AutoModel, NeoBERTModel),
-        (AutoModelForMaskedLM, NeoBERTForMaskedLM),
-        (AutoModelForSequenceClassification, NeoBERTForSequenceClassification),
-        (AutoModelForTokenClassification, NeoBERTForTokenClassification),
-        (AutoModelForQuestionAnswering, NeoBERTForQuestionAnswering),
-    ):
-        auto.register(NeoBERTConfig, model, exist_ok=True)
+    from aveyb.model import register_with_auto
+
+    register_with_auto(NeoBERTConfig, {
+        AutoModel: NeoBERTModel,
+        AutoModelForMaskedLM: NeoBERTForMaskedLM,
+        AutoModelForSequenceClassification: NeoBERTForSequenceClassification,
+        AutoModelForTokenClassification: NeoBERTForTokenClassification,
+        AutoModelForQuestionAnswering: NeoBERTForQuestionAnswering,
+    })
     _REGISTERED = True
 
 
