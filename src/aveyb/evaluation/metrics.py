@@ -17,6 +17,14 @@ from collections.abc import Iterable, Sequence
 
 
 # ---- sequence classification ----------------------------------------------------------------
+def _class_counts(golds, preds, label) -> tuple[int, int, int]:
+    """True positives, false positives and false negatives of ``label`` over aligned sequences."""
+    tp = sum(g == label and p == label for g, p in zip(golds, preds))
+    fp = sum(g != label and p == label for g, p in zip(golds, preds))
+    fn = sum(g == label and p != label for g, p in zip(golds, preds))
+    return tp, fp, fn
+
+
 def _f1_from_counts(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
 
@@ -31,9 +39,7 @@ def classification_metrics(golds: Sequence[str], preds: Sequence[str], labels: S
     out = {"accuracy": sum(g == p for g, p in zip(golds, preds)) / len(golds)}
     f1s = []
     for lab in labels:
-        tp = sum(g == lab and p == lab for g, p in zip(golds, preds))
-        fp = sum(g != lab and p == lab for g, p in zip(golds, preds))
-        fn = sum(g == lab and p != lab for g, p in zip(golds, preds))
+        tp, fp, fn = _class_counts(golds, preds, lab)
         f1s.append(_f1_from_counts(tp, fp, fn))
         if lab == positive_label:
             out["precision"] = tp / (tp + fp) if tp + fp else 0.0
@@ -49,9 +55,7 @@ def sentence_macro_f1(gold: Sequence[str], pred: Sequence[str]) -> float:
     tags = sorted(set(gold) | set(pred))
     scores = []
     for t in tags:
-        tp = sum(g == t and p == t for g, p in zip(gold, pred))
-        fp = sum(g != t and p == t for g, p in zip(gold, pred))
-        fn = sum(g == t and p != t for g, p in zip(gold, pred))
+        tp, fp, fn = _class_counts(gold, pred, t)
         scores.append(_f1_from_counts(tp, fp, fn))
     return sum(scores) / len(scores) if scores else 1.0
 
