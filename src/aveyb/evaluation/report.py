@@ -79,6 +79,16 @@ def build_tables(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
     return "\n".join(lines), long_rows
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write (120 dpi) and close one figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -105,11 +115,7 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     ax.set_xticklabels(tasks, rotation=30, ha="right")
     ax.set_ylabel("main metric (test, median over seeds)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = out_dir / "scores.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir / "scores.png"))
     # learning-rate curves: mean validation main metric per lr
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
@@ -122,11 +128,7 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     ax.set_ylabel("validation main metric (mean over seeds)")
     if ax.lines:
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    p = out_dir / "lr_curves.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir / "lr_curves.png"))
     return paths
 
 
