@@ -24,6 +24,7 @@ CASES = {  # name -> what it checks
     "layers-coupled-signed_sum-silu": "coupled layers (P ⊙ A), signed sum, unpadded",
     "layers-dynamic-none-relu": "dynamic layers without normalisation, S not a power of 2",
     "gemm-tma-enricher": "persistent TMA enricher: RMSNorm fold, bias, GELU, U masking",
+    "gemm-cublas-enricher": "the cuBLAS enricher's RMSNorm pass (row statistics), bias + GELU, U masking",
     "gemm-tma-fuser": "persistent TMA fuser on the strided view Z[:, d:]: bias, residual, row statistics",
     "ranker-left-min-padded": "MaxSim + top-k + weights + compression, T not a multiple of S, padded",
     "ranker-both-max-padded": "both directions, max weighting",
@@ -81,7 +82,7 @@ def _layers(kind, norm, act, n_split, split, width, padded):
     return _rel(out, ref64), _rel(ref, ref64)
 
 
-def _tma(which):
+def _gemm(which, cublas=False):
     import torch
     import triton
 
@@ -94,11 +95,16 @@ def _tma(which):
     mask = torch.rand(rows) > 0.2
     stats = gemm.row_stats(x)
     z = torch.empty(rows, expansion * width)
+    normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    if which == "enricher" and cublas:
+        gemm._enrich_cublas(x, stats, weight, bias, mask, 0, 1e-6, z)
+        z_ref = torch.nn.functional.gelu(normed @ weight.T + bias)  # on CPU _addmm_activation's GELU is exact
+        z_ref[:, :width] *= mask[:, None]
+        return _rel(z, z_ref)
     gemm._enricher_tma_kernel[lambda meta: (3,)](
         gemm._desc(x), gemm._desc(weight), gemm._desc(z), bias, stats.parts, mask.view(torch.uint8),
         rows, expansion * width, width, stats.count, stats.parts.shape[1], 256, 1e-6,
-        HAS_MASK=True, ACT=0, NUM_SMS=3)
-    normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+        HAS_MASK=True, ACT=0, FAST=1, NUM_SMS=3)
     z_ref = torch.nn.functional.gelu(normed @ weight.T + bias)
     z_ref[:, :width] *= mask[:, None]
     if which == "enricher":
@@ -188,8 +194,8 @@ def run(name: str) -> float:
         _, kind, norm, act = name.split("-")
         split, padded = (24, False) if kind == "coupled" else ((20, False) if norm == "none" else (32, True))
         return _layers(kind, norm, act, 3, split, 48, padded)
-    if name.startswith("gemm-tma-"):
-        return _tma(name.rsplit("-", 1)[1])
+    if name.startswith("gemm-"):
+        return _gemm(name.rsplit("-", 1)[1], cublas=name.startswith("gemm-cublas-"))
     cases = {
         "ranker-left-min-padded": (2, 200, 32, 32, 2, "left", "min", True),
         "ranker-both-max-padded": (3, 129, 48, 16, 3, "both", "max", True),

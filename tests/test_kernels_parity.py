@@ -216,6 +216,33 @@ def test_layer_forward_parity(case, dtype):
 
 @gpu
 @needs_triton
+@pytest.mark.parametrize("mode", ["tma", "tma-tanh", "cublas"])
+@pytest.mark.parametrize("case", [LAYER_CASES[1], LAYER_CASES[-1]], ids=["static-d128", "dynamic-d256-padded"])
+def test_enricher_modes_parity(case, mode, monkeypatch):
+    """Every AVEYB_ENRICHER mode of the 16-bit Hopper enricher, through three chained bf16 layers."""
+    import copy
+
+    from aveyb.kernels import gemm
+    from aveyb.kernels.layers import run_layers
+
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("the enricher modes are Hopper paths")
+    monkeypatch.setenv("AVEYB_ENRICHER", mode)
+    assert gemm.enricher_mode() == mode
+    dev, dtype = torch.device("cuda"), torch.bfloat16
+    cfg, x, mask = _layer_inputs(case, dev)
+    layers = random_layers(cfg, case[0], 3, dev)
+    ld = [copy.deepcopy(lay).to(dtype) for lay in layers]
+    with torch.no_grad():
+        chain64, chainr = x.double(), x.to(dtype)
+        for a, b in zip(layers, ld):
+            chain64, chainr = copy.deepcopy(a).double()(chain64, mask), b(chainr, mask)
+        chainf = list(run_layers(ld, x.to(dtype), mask))[-1]
+    check(f"3 layers {case[0]} enricher={mode}", chainf, chainr, chain64, dtype)
+
+
+@gpu
+@needs_triton
 @pytest.mark.parametrize("case", [LAYER_CASES[0], LAYER_CASES[3], LAYER_CASES[4]], ids=["static", "dynamic", "softmax"])
 def test_layer_training_path(case):
     """With autograd on, the fused layer runs the reference compiled: same outputs and gradients."""

@@ -211,8 +211,12 @@ class Bench:
                 module.eval()
             if model == "avey-b" and impl.startswith("fused"):
                 err = fused_vs_reference(module, self.device)
+                from aveyb.kernels.gemm import enricher_mode
+
                 for rec in records:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"
+                    if mode == "inference":
+                        rec.add_note(f"enricher {enricher_mode()}")
             if sparse:
                 for rec in records:
                     rec.add_note("sparse prediction (logits at labelled positions)")

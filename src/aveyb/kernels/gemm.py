@@ -63,9 +63,20 @@ def erf_fast(x):
 
 
 @triton.jit
-def act_fast(x, ACT: tl.constexpr):
-    """:func:`act_fn` with :func:`erf_fast` in the exact GELU."""
-    if ACT == 0:
+def tanh_approx(x):
+    """The hardware tanh (one MUFU instruction, max relative error 2^-11)."""
+    return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True,
+                                     pack=1)
+
+
+@triton.jit
+def act_fast(x, ACT: tl.constexpr, FAST: tl.constexpr):
+    """:func:`act_fn` for the 16-bit TMA path. FAST=1: exact GELU through :func:`erf_fast`;
+    FAST=2: both GELUs as the tanh form through the hardware tanh (see ``enricher_mode``)."""
+    if FAST == 2 and ACT <= 1:
+        inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        y = 0.5 * x * (1.0 + tanh_approx(inner))
+    elif ACT == 0:
         y = 0.5 * x * (1.0 + erf_fast(x * 0.7071067811865476))
     else:
         y = act_fn(x, ACT)
@@ -124,8 +135,8 @@ def _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps):
 @triton.jit
 def _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT: tl.constexpr, FAST: tl.constexpr):
     """act(acc · r + b), with U's columns (the first d = K) zeroed on padded rows."""
-    if FAST:
-        y = act_fast(acc * scale[:, None] + bias[None, :], ACT)
+    if FAST > 0:
+        y = act_fast(acc * scale[:, None] + bias[None, :], ACT, FAST)
     else:
         y = act_fn(acc * scale[:, None] + bias[None, :], ACT)
     return tl.where(keep[:, None] | (cols >= K)[None, :], y, 0.0)
@@ -154,7 +165,7 @@ def _enricher_kernel(
     scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps)
     bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
     keep = _keep_rows(mask_ptr, rows, row_ok, HAS_MASK)
-    z = _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT, False)
+    z = _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT, 0)
     tl.store(z_ptr + rows.to(tl.int64)[:, None] * N + cols[None, :], z.to(z_ptr.dtype.element_ty),
              mask=row_ok[:, None] & (cols < N)[None, :])
 
@@ -196,6 +207,21 @@ def _row_sumsq_kernel(x_ptr, ss_ptr, R, D, SS_STRIDE, BLOCK_R: tl.constexpr, BLO
                     other=0.0).to(tl.float32)
         total += tl.sum(x * x, axis=1)
     tl.store(ss_ptr + r64 * SS_STRIDE, total, mask=rows < R)
+
+
+@triton.jit
+def _rms_apply_kernel(x_ptr, ss_ptr, out_ptr, R, D, NT, SS_STRIDE, eps, BLOCK_R: tl.constexpr,
+                      BLOCK_D: tl.constexpr):
+    """out = x · rsqrt(mean(x²) + eps) per row, the mean from NT partial sums (the cuBLAS enricher's input)."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < R
+    scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, D, eps)
+    r64 = rows.to(tl.int64)
+    for d0 in range(0, D, BLOCK_D):
+        dd = d0 + tl.arange(0, BLOCK_D)
+        ok = row_ok[:, None] & (dd < D)[None, :]
+        x = tl.load(x_ptr + r64[:, None] * D + dd[None, :], mask=ok, other=0.0).to(tl.float32)
+        tl.store(out_ptr + r64[:, None] * D + dd[None, :], (x * scale[:, None]).to(out_ptr.dtype.element_ty), mask=ok)
 
 
 # ---- Hopper path: persistent kernels with TMA (tensor-memory-accelerator) loads and stores ----
@@ -243,10 +269,11 @@ def _halves(acc, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.constexpr, HALF: tl.constexpr):
+def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.constexpr, FAST: tl.constexpr,
+                 HALF: tl.constexpr):
     cols = off_n + tl.arange(0, HALF)
     bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
-    z_desc.store([off_m, off_n], _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT, True).to(z_desc.dtype))
+    z_desc.store([off_m, off_n], _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT, FAST).to(z_desc.dtype))
 
 
 @triton.autotune(configs=tunable(_TMA_CONFIGS), key=["R_BUCKET", "N", "K"])
@@ -254,10 +281,10 @@ def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.co
 def _enricher_tma_kernel(
     a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr,
     R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
-    HAS_MASK: tl.constexpr, ACT: tl.constexpr, NUM_SMS: tl.constexpr,
+    HAS_MASK: tl.constexpr, ACT: tl.constexpr, FAST: tl.constexpr, NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, OCC: tl.constexpr,
 ):
-    """:func:`_enricher_kernel` as a persistent TMA kernel."""
+    """:func:`_enricher_kernel` as a persistent TMA kernel (FAST: see :func:`act_fast`)."""
     num_m = tl.cdiv(R, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -272,8 +299,8 @@ def _enricher_tma_kernel(
         scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps)
         keep = _keep_rows(mask_ptr, rows, row_ok, HAS_MASK)
         acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
-        _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, HALF)
-        _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, HALF)
+        _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, FAST, HALF)
+        _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, FAST, HALF)
 
 
 @triton.jit
@@ -412,6 +439,32 @@ def _launch_tma(kernel, grid, fallback_name: str, *args, **kwargs) -> bool:
 _TMA_BROKEN: set = set()
 
 
+ENRICHER_MODES = ("tma", "tma-tanh", "cublas")
+
+
+def enricher_mode() -> str:
+    """How the 16-bit enricher runs on Hopper (``AVEYB_ENRICHER``): ``tma`` -- our TMA kernel, exact
+    GELU through :func:`erf_fast`; ``tma-tanh`` -- the same with GELU in its tanh form on the
+    hardware tanh; ``cublas`` -- RMSNorm applied in one pass, then cuBLASLt with its bias + GELU
+    (tanh form) or ReLU epilogue (SiLU falls back to ``tma``)."""
+    mode = os.environ.get("AVEYB_ENRICHER", "tma")
+    if mode not in ENRICHER_MODES:
+        raise ValueError(f"AVEYB_ENRICHER={mode!r}: expected one of {', '.join(ENRICHER_MODES)}")
+    return mode
+
+
+def _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z):
+    rows, width = x.shape
+    xhat = torch.empty_like(x)
+    _rms_apply_kernel[(triton.cdiv(rows, 32),)](x, stats.parts, xhat, rows, width, stats.count, stats.parts.shape[1],
+                                               eps, BLOCK_R=32, BLOCK_D=min(256, triton.next_power_of_2(width)),
+                                               num_warps=4)
+    torch._addmm_activation(bias, xhat, weight.t(), use_gelu=act_id != 2, out=z)
+    if mask is not None:
+        z[:, :width].mul_(mask[:, None].to(z.dtype))
+    return z
+
+
 def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
            act_id: int, eps: float) -> torch.Tensor:
     """(R, d) raw layer input -> Z = [U | G | Zb] (R, E·d), U zero on padded rows. ``weight`` = W_e · diag(g)."""
@@ -423,12 +476,15 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
     mask_u8 = mask_arg(mask, x)
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"])
     if use_tma(width, x, weight, z):
+        mode = enricher_mode()
+        if mode == "cublas" and act_id in (0, 1, 2):
+            return _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z)
         sms = _num_sms(x.device)
         launched = _launch_tma(
             _enricher_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer enricher",
             _desc(x), _desc(weight), _desc(z), bias, stats.parts, mask_u8,
             rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
-            HAS_MASK=mask is not None, ACT=act_id, NUM_SMS=sms,
+            HAS_MASK=mask is not None, ACT=act_id, FAST=2 if mode == "tma-tanh" else 1, NUM_SMS=sms,
         )
         if launched:
             return z
