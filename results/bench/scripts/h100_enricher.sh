@@ -10,10 +10,10 @@ timeout 70 python3 -m pytest -q -m gpu tests/test_kernels_parity.py -k "enricher
 timeout 140 python3 results/bench/scripts/gemm_lab.py 16384 262144 > "$OUT/lab.log" 2>&1; tail -30 "$OUT/lab.log"
 for mode in tma tma-tanh cublas; do
   AVEYB_ENRICHER=$mode timeout 100 python3 -m aveyb.cli bench --models avey-b --impls fused-graphs \
-    --modes inference --lengths 2048,32768 --repeats 5 --min-time 0.3 --out "$OUT/e2e.jsonl" 2>&1 | grep -E "^\| avey" | head -4
+    --modes inference --lengths 2048,32768 --repeats 5 --min-time 0.3 --out "$OUT/e2e.jsonl" 2>&1 | tail -4
 done
 timeout 90 python3 -m aveyb.cli bench --models avey-b --impls official-style --modes inference \
-  --lengths 2048,32768 --repeats 5 --min-time 0.3 --out "$OUT/e2e.jsonl" 2>&1 | grep -E "^\| avey" | head -4
+  --lengths 2048,32768 --repeats 5 --min-time 0.3 --out "$OUT/e2e.jsonl" 2>&1 | tail -4
 AVEYB_ENRICHER=cublas timeout 60 python3 -m aveyb.bench.profile --impl fused --length 2048 > "$OUT/profile_cublas.txt" 2>&1
 head -30 "$OUT/profile_cublas.txt" | cut -c1-60,100-200
 python3 -m aveyb.cli bench --report "$OUT/e2e.jsonl" 2>&1 | tail -12
