@@ -78,6 +78,18 @@ def test_tma_layout_rule():
     assert not _tma_layout_ok(torch.empty(10, 12, dtype=torch.bfloat16)[:, :4])  # row stride 24 bytes
 
 
+@needs_triton
+def test_enricher_mode_is_validated(monkeypatch):
+    """AVEYB_ENRICHER defaults to tma-tanh; an unknown value is an error naming the variable and the choices."""
+    from aveyb.kernels import gemm
+
+    monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
+    assert gemm.enricher_mode() == "tma-tanh"
+    monkeypatch.setenv("AVEYB_ENRICHER", "cutlass")
+    with pytest.raises(ValueError, match="AVEYB_ENRICHER='cutlass'.*tma, tma-tanh, cublas"):
+        gemm.enricher_mode()
+
+
 # ---- GPU parity ----------------------------------------------------------------------------------
 def _separated_embeddings(batch, length, width, split_size, device, gen):
     """Random embeddings whose MaxSim scores are well apart (each split has its own topic), so the

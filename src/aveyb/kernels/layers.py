@@ -1,18 +1,17 @@
 """Triton contextualization layer (SPEC.md section 3). Matches ``aveyb.model.layers.AveyBLayer.forward``.
 
-Inference (no autograd) runs a layer as three launches, four for dynamic layers:
+Inference (no autograd) runs a layer as three launches:
 
 1. ``gemm.enrich``: the enricher GEMM with RMSNorm folded in (gain in the cached weight, row scale
    from row statistics) and bias + activation in the epilogue -> Z = [U | G | Zb], U's padded
    rows zeroed;
-2. dynamic/coupled layers only: U Uᵀ per split (cuBLAS ``bmm``, S x S per split);
-3. the mix kernel, in place on Z: G <- G ⊙ mix(U), so Z[:, d:] becomes [G ⊙ mix(U) ; Zb];
+2. the mix kernel, in place on Z: G <- G ⊙ mix(U), so Z[:, d:] becomes [G ⊙ mix(U) ; Zb];
    * ``_static_mix_kernel`` -- :func:`aveyb.model.layers.static_mix` then the gate: P · U tiled;
-   * ``_dynamic_mix_kernel`` -- :func:`aveyb.model.layers.dynamic_mix` then the gate: cosines
-     inv_t (U Uᵀ)_tk inv_k with the norms read off U Uᵀ's diagonal, ⊙ P (coupled), the
-     normalisation (``sum``, ``softmax`` with τ and masked keys, ``none``, ``signed_sum``) in
-     registers, then norm(A) · U. The normalised A never reaches memory;
-4. ``gemm.fuse``: the fuser GEMM on the view Z[:, d:] with bias + α·X in the epilogue, which also
+   * ``_dynamic_mix_kernel`` -- :func:`aveyb.model.layers.dynamic_mix` then the gate: per block of
+     rows, U_rows U_keysᵀ and the norms in fp32, the cosines ⊙ P (coupled), the normalisation
+     (``sum``, ``softmax`` with τ and masked keys, ``none``, ``signed_sum``) in registers, then
+     norm(A) · U. Neither U Uᵀ nor A reaches memory;
+3. ``gemm.fuse``: the fuser GEMM on the view Z[:, d:] with bias + α·X in the epilogue, which also
    writes the row statistics the next layer's enricher needs.
 
 Neither RMSNorm(X), the pre-activation Z, act(Z), mix(U), the concatenation nor the residual is
@@ -78,36 +77,46 @@ def _static_mix_kernel(
 
 _DYNAMIC_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
-    for bt, bd, w, st in ((64, 64, 4, 2), (32, 64, 4, 2), (32, 128, 4, 2), (64, 128, 8, 2),
-                          (16, 128, 4, 2), (32, 32, 4, 2), (16, 64, 4, 2))
+    for bt, bd, w, st in ((64, 64, 8, 2), (128, 64, 8, 2), (64, 64, 4, 2), (32, 64, 4, 2), (64, 32, 4, 3),
+                          (16, 64, 4, 2), (32, 32, 4, 2), (16, 32, 4, 2))
 ]
 
 
 @triton.autotune(configs=tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"], restore_value=["z_ptr"])
 @triton.jit
 def _dynamic_mix_kernel(
-    z_ptr, a_ptr, p_ptr, tau_ptr, mask_ptr, S, D, ZW, eps,
+    z_ptr, p_ptr, tau_ptr, mask_ptr, S, D, ZW, eps,
     HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
-    """G[m, rows, dd] <- G * (norm(Â [⊙ P]) @ U)[rows, dd]   (aveyb.model.layers.dynamic_mix + gate).
+    """G[m, rows] <- G * (norm(Â [⊙ P]) @ U)[rows]   (aveyb.model.layers.dynamic_mix + gate).
 
-    ``a`` holds U Uᵀ per split (one batched GEMM); its diagonal holds the squared row norms, so
-    Â = inv_t · (U Uᵀ)_tk · inv_k with inv = 1 / max(‖U‖, eps), as the reference normalises.
+    One program per (split, BLOCK_T rows), two sweeps over d. The first accumulates
+    U_rows · U_keysᵀ and the squared norms in fp32, giving the cosines
+    Â = inv_t · (U Uᵀ)_tk · inv_k with inv = 1 / max(‖U‖, eps) as the reference normalises; the
+    normalisation happens in registers. The second multiplies the normalised rows of A by U chunk
+    by chunk and gates G in place. Neither U Uᵀ nor A ever reaches memory.
     """
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
-    dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     keys = tl.arange(0, BLOCK_S)
     key_in = keys < S
     row_in = rows < S
     base = m.to(tl.int64) * S
-    a = tl.load(a_ptr + (base + rows)[:, None] * S + keys[None, :], mask=row_in[:, None] & key_in[None, :],
-                other=0.0).to(tl.float32)
-    sq_r = tl.load(a_ptr + (base + rows) * S + rows, mask=row_in, other=0.0).to(tl.float32)
-    sq_k = tl.load(a_ptr + (base + keys) * S + keys, mask=key_in, other=0.0).to(tl.float32)
-    inv_r = 1.0 / tl.maximum(tl.sqrt(tl.maximum(sq_r, 0.0)), eps)
-    inv_k = 1.0 / tl.maximum(tl.sqrt(tl.maximum(sq_k, 0.0)), eps)
+    row_offs = (base + rows)[:, None] * ZW
+    key_offs = (base + keys)[:, None] * ZW
+    a = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
+    sq_r = tl.zeros((BLOCK_T,), dtype=tl.float32)
+    sq_k = tl.zeros((BLOCK_S,), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        dd = d0 + tl.arange(0, BLOCK_D)
+        u_r = tl.load(z_ptr + row_offs + dd[None, :], mask=row_in[:, None] & (dd < D)[None, :], other=0.0)
+        u_k = tl.load(z_ptr + key_offs + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
+        a = tl.dot(u_r, tl.trans(u_k), a, input_precision=PREC)
+        sq_r += tl.sum(u_r.to(tl.float32) * u_r.to(tl.float32), axis=1)
+        sq_k += tl.sum(u_k.to(tl.float32) * u_k.to(tl.float32), axis=1)
+    inv_r = 1.0 / tl.maximum(tl.sqrt(sq_r), eps)
+    inv_k = 1.0 / tl.maximum(tl.sqrt(sq_k), eps)
     a = a * inv_r[:, None] * inv_k[None, :]
     if COUPLED:
         a = a * tl.load(p_ptr + rows[:, None] * S + keys[None, :], mask=row_in[:, None] & key_in[None, :],
@@ -125,10 +134,11 @@ def _dynamic_mix_kernel(
         a = e / tl.sum(e, axis=1)[:, None]
     elif NORM == 3:
         a = a / (tl.sum(a, axis=1) + eps)[:, None]
-    u = tl.load(z_ptr + (base + keys)[:, None] * ZW + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :],
-                other=0.0)
-    mixed = tl.dot(a.to(z_ptr.dtype.element_ty), u, input_precision=PREC)
-    _gate_store(z_ptr, m, rows, dd, mixed, S, D, ZW)
+    a = a.to(z_ptr.dtype.element_ty)
+    for d0 in range(0, D, BLOCK_D):
+        dd = d0 + tl.arange(0, BLOCK_D)
+        u = tl.load(z_ptr + key_offs + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
+        _gate_store(z_ptr, m, rows, dd, tl.dot(a, u, input_precision=PREC), S, D, ZW)
 
 
 def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: int, norm: str = "sum",
@@ -147,14 +157,13 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
         p = spatial_proj.to(z.dtype).contiguous()
         _static_mix_kernel[grid](z, p, split_size, width, zw, PREC=prec)
         return
-    u = z[..., :width]
-    a = torch.bmm(u, u.transpose(1, 2))  # U Uᵀ per split: (M, S, S), in Z's dtype
     coupled = kind == "coupled"
-    p = spatial_proj.to(torch.float32).contiguous() if coupled else a
-    tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else a
-    mask_u8 = mask_arg(mask, a)
+    p = spatial_proj.to(torch.float32).contiguous() if coupled else z
+    tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else z
+    mask_u8 = mask_arg(mask, z)
+    grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]))
     _dynamic_mix_kernel[grid](
-        z, a, p, tau_t, mask_u8, split_size, width, zw, eps,
+        z, p, tau_t, mask_u8, split_size, width, zw, eps,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled,
         BLOCK_S=max(16, triton.next_power_of_2(split_size)), PREC=prec,
     )

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Kernel design v4 (tanh-form GELU enricher by default, one-kernel dynamic mix): GPU parity, then
+# inference side by side with official-style and ModernBERT. bash results/bench/scripts/h100_v4_inference.sh COMMIT
+export PYTHONPATH=src PYTHONUNBUFFERED=1 AVEYB_COMMIT=$1
+OUT=${OUT:-results/bench/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv,noheader
+AVEYB_AUTOTUNE=0 timeout 200 python3 -m pytest -q -m gpu tests/test_kernels_parity.py -p no:cacheprovider \
+  > "$OUT/parity.log" 2>&1; tail -3 "$OUT/parity.log"
+timeout 330 python3 -m aveyb.cli bench --models avey-b --impls fused-graphs,fused,official-style --modes inference \
+  --lengths 2048,8192,32768,98304,131072 --repeats 4 --min-time 0.3 --time-budget 300 \
+  --out "$OUT/v4.jsonl" 2>&1 | tail -3
+timeout 60 python3 -m aveyb.cli bench --models modernbert --impls sdpa --modes inference \
+  --lengths 32768 --repeats 2 --min-time 0.1 --out "$OUT/v4.jsonl" 2>&1 | tail -2
+python3 -m aveyb.cli bench --report "$OUT/v4.jsonl" 2>&1 | tail -28
