@@ -169,6 +169,46 @@ def test_rank_and_compress_parity(case, dtype):
     check("rank_and_compress grad D", gdf, gdr, gd64, dtype)
 
 
+@gpu
+@needs_triton
+@pytest.mark.parametrize("case", [RANKER_CASES[0], RANKER_CASES[3]], ids=["padded-S32", "S256"])
+def test_rank_and_compress_under_autocast(case):
+    """fp32 embeddings under bf16 autocast (the training step): the fused ranker's products run in
+    bf16 as the reference's matmuls do, its output stays fp32, and its backward (custom_bwd)
+    matches the reference's under the same autocast."""
+    from aveyb.kernels import ranker as fused
+    from aveyb.model import ranker as ref
+
+    batch, length, width, s, k, direction, weighting, padded = case
+    cfg = preset_config("tiny", hidden_size=width, split_size=s, top_k=k, ranker_direction=direction,
+                        split_weighting=weighting)
+    dev = torch.device("cuda")
+    gen = torch.Generator(device=dev).manual_seed(11)
+    x = _separated_embeddings(batch, length, width, s, dev, gen)
+    mask = None
+    if padded:
+        mask = torch.arange(length, device=dev)[None, :] < torch.tensor([length, length // 2], device=dev)[:, None]
+    down = torch.randn(s, (k + 1) * s, generator=gen, device=dev) / s
+    grad_out = None
+
+    def run(fn, xx, dd, autocast):
+        nonlocal grad_out
+        xx, dd = xx.detach().requires_grad_(True), dd.detach().requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            h, _ = fn(xx, mask, dd, cfg)
+        if grad_out is None:
+            grad_out = torch.randn(h.shape, generator=torch.Generator(device=dev).manual_seed(7), device=dev)
+        gx, gd = torch.autograd.grad((h.double() * grad_out.double()).sum(), (xx, dd))
+        return h, gx, gd
+
+    h64, gx64, gd64 = run(ref.rank_and_compress, x.double(), down.double(), False)
+    hr, gxr, gdr = run(ref.rank_and_compress, x, down, True)
+    hf, gxf, gdf = run(fused.rank_and_compress, x, down, True)
+    assert hf.dtype == hr.dtype == torch.float32
+    for name, a, b, c in (("fwd", hf, hr, h64), ("grad x", gxf, gxr, gx64), ("grad D", gdf, gdr, gd64)):
+        check(f"rank_and_compress under autocast {name}", a, b, c, torch.bfloat16)
+
+
 LAYER_CASES = [  # (kind, norm, act, M, S, d, padded)
     ("static", "sum", "gelu", 5, 64, 64, True),
     ("static", "sum", "gelu", 3, 256, 128, False),

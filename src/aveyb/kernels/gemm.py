@@ -243,7 +243,7 @@ _TMA_CONFIGS = [
                   num_stages=st, pre_hook=_tma_block_shapes)
     for bm, bn, bk, w, st, occ in ((128, 256, 64, 8, 3, 1), (128, 256, 64, 8, 4, 1), (256, 128, 64, 8, 3, 1),
                                    (128, 128, 64, 8, 4, 1), (128, 128, 64, 8, 3, 2), (128, 128, 64, 4, 3, 2),
-                                   (128, 128, 64, 4, 2, 2))
+                                   (128, 128, 64, 4, 2, 2), (128, 256, 128, 8, 2, 1), (256, 128, 128, 8, 2, 1))
 ]
 
 # Smallest BLOCK_N of any fuser config: the row-statistics buffer holds one column per tile of it.

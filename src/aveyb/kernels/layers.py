@@ -192,13 +192,23 @@ def _reference_layer(x, mask, norm_w, norm_eps, we, be, wf, bf, alpha, proj, tau
 _COMPILED: dict = {}
 
 
+_DYNAMIC = {"auto": None, "1": True, "0": False}
+
+
 def _compiled(fn):
-    """``fn`` under ``torch.compile`` (AVEYB_COMPILE_LAYERS=0 runs it eagerly, e.g. to debug)."""
+    """``fn`` under ``torch.compile`` (AVEYB_COMPILE_LAYERS=0 runs it eagerly, e.g. to debug).
+
+    AVEYB_COMPILE_DYNAMIC: ``auto`` (default: specialise on the first shapes, go dynamic if they
+    change), ``1`` (dynamic from the start), ``0`` (recompile per shape)."""
     if os.environ.get("AVEYB_COMPILE_LAYERS", "1") == "0":
         return fn
-    if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=True)
-    return _COMPILED[fn]
+    choice = os.environ.get("AVEYB_COMPILE_DYNAMIC", "auto")
+    if choice not in _DYNAMIC:
+        raise ValueError(f"AVEYB_COMPILE_DYNAMIC={choice!r}: expected one of auto, 1, 0")
+    key = (fn, choice)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(fn, dynamic=_DYNAMIC[choice])
+    return _COMPILED[key]
 
 
 def _activation_name(layer) -> str:

@@ -187,14 +187,23 @@ def selected_pair_scores(xs: torch.Tensor, ms: torch.Tensor | None, idx: torch.T
     return best.sum(dim=-1).masked_fill(~valid, 0.0)
 
 
+_COMPRESS_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=st)
+    for bm, bn, bk, w, st in ((64, 128, 32, 4, 3), (64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (128, 64, 64, 4, 3),
+                              (64, 256, 64, 8, 3), (128, 256, 64, 8, 3))
+]
+
+
+@triton.autotune(configs=tunable(_COMPRESS_CONFIGS), key=["S", "D", "K", "PREC"])
 @triton.jit
 def _compress_kernel(
-    xs_ptr, idx_ptr, w_ptr, d_ptr, out_ptr,
+    xs_ptr, res_ptr, idx_ptr, w_ptr, d_ptr, out_ptr,
     N, S, D,
     K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """out_i = sum_{s<K} w_s D[:, sS:(s+1)S] X_{idx_s} + D[:, KS:(K+1)S] X_i + X_i."""
+    """out_i = sum_{s<K} w_s D[:, sS:(s+1)S] X_{idx_s} + D[:, KS:(K+1)S] X_i + X_i; the products read
+    ``xs`` (the dot dtype), the residual X_i reads ``res`` (the input's own dtype)."""
     bn = tl.program_id(0)
     pid_m = tl.program_id(1)
     pid_n = tl.program_id(2)
@@ -224,38 +233,55 @@ def _compress_kernel(
             part = tl.dot(a, x, part, input_precision=PREC)
         acc += weight * part
     own = bn.to(tl.int64) * S * D
-    acc += tl.load(xs_ptr + own + rows[:, None] * D + cols[None, :],
+    acc += tl.load(res_ptr + own + rows[:, None] * D + cols[None, :],
                    mask=row_ok[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
     tl.store(out_ptr + own + rows[:, None] * D + cols[None, :], acc.to(out_ptr.dtype.element_ty),
              mask=row_ok[:, None] & col_ok[None, :])
 
 
-def compress(xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, down_proj: torch.Tensor) -> torch.Tensor:
-    """Triton :func:`aveyb.model.ranker.compress`: (B, N, S, d) -> (B, N, S, d), no window built."""
+def compress(xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, down_proj: torch.Tensor,
+             dot_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Triton :func:`aveyb.model.ranker.compress`: (B, N, S, d) -> (B, N, S, d), no window built.
+
+    ``dot_dtype`` (autocast's dtype under autocast) is what the products run in; the residual
+    and the output keep ``xs``'s dtype, as the reference's ``xs + matmul(...)`` does under autocast.
+    """
     batch, n_splits, split_size, width = xs.shape
     k = idx.shape[-1]
     xs = xs.contiguous()
-    dp = down_proj.to(xs.dtype).contiguous()
+    xs_dot = xs.to(dot_dtype or xs.dtype)
+    dp = down_proj.to(xs_dot.dtype).contiguous()
     out = torch.empty_like(xs)
-    block_m, block_n, block_k = 64, 128, 64 if xs.dtype != torch.float32 else 32
-    grid = (batch * n_splits, triton.cdiv(split_size, block_m), triton.cdiv(width, block_n))
+    grid = lambda meta: (batch * n_splits, triton.cdiv(split_size, meta["BLOCK_M"]),
+                         triton.cdiv(width, meta["BLOCK_N"]))
     _compress_kernel[grid](
-        xs, idx.contiguous(), weights.float().contiguous(), dp, out, n_splits, split_size, width,
-        K=k, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, PREC=dot_precision(xs.dtype),
-        num_warps=4, num_stages=3,
+        xs_dot, xs, idx.contiguous(), weights.float().contiguous(), dp, out, n_splits, split_size, width,
+        K=k, PREC=dot_precision(xs_dot.dtype),
     )
     return out
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """Autocast's dtype when autocast is on for x's device and x is fp32 (else None): the dtype in
+    which the reference's matmuls run, so the fused ranker's products use it too."""
+    device = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return None
+
+
 class _Compress(torch.autograd.Function):
-    """Triton forward; backward differentiates the reference ``compress`` (recomputed)."""
+    """Triton forward; backward differentiates the reference ``compress`` (recomputed) under the
+    forward's autocast state (``custom_bwd``), so its matmuls run in the same dtype."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, xs, idx, weights, down_proj):
         ctx.save_for_backward(xs, idx, weights, down_proj)
-        return compress(xs, idx, weights, down_proj)
+        return compress(xs, idx, weights, down_proj, _autocast_dtype(xs))
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
         xs, idx, weights, down_proj = ctx.saved_tensors
         with torch.enable_grad():
@@ -290,11 +316,11 @@ def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: tor
         idx = torch.zeros(batch, n_splits, 0, dtype=torch.long, device=x.device)
         weights = torch.zeros(batch, n_splits, 0, dtype=torch.float32, device=x.device)
     elif not grad:
-        scores = maxsim_scores(xs, ms, config.eps, config.ranker_direction)
+        scores = maxsim_scores(xs.to(_autocast_dtype(x) or x.dtype), ms, config.eps, config.ranker_direction)
         idx, weights = select_and_weight(scores, k, config.split_weighting, config.eps)
     else:  # the weights carry the ranker's gradient: select on the kernel's scores, then recompute
         with torch.no_grad():  # the picked pairs' scores differentiably (selected_pair_scores)
-            scores = maxsim_scores(xs, ms, config.eps, config.ranker_direction)
+            scores = maxsim_scores(xs.to(_autocast_dtype(x) or x.dtype), ms, config.eps, config.ranker_direction)
         split_valid = ms.any(dim=-1) if ms is not None else torch.ones(batch, n_splits, dtype=torch.bool,
                                                                        device=x.device)
         candidates = ref.candidate_mask(split_valid, config.ranker_direction)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Issue-6 inference measurement, design v4: GPU parity, then fused (eager), fused-graphs and
+# official-style at 128..131072 tokens (batch 8, bf16) and ModernBERT (SDPA) at 32,768.
+# bash results/bench/scripts/h100_v4_final.sh COMMIT
+export PYTHONPATH=src PYTHONUNBUFFERED=1 AVEYB_COMMIT=$1
+OUT=${OUT:-results/bench/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv,noheader
+AVEYB_AUTOTUNE=0 timeout 200 python3 -m pytest -q -m gpu tests/test_kernels_parity.py -p no:cacheprovider \
+  > "$OUT/parity.log" 2>&1; tail -3 "$OUT/parity.log"
+timeout 330 python3 -m aveyb.cli bench --models avey-b --impls fused-graphs,fused,official-style --modes inference \
+  --lengths 128,512,2048,8192,32768,98304,131072 --repeats 4 --min-time 0.3 --time-budget 310 \
+  --out "$OUT/inference.jsonl" 2>&1 | tail -2
+timeout 50 python3 -m aveyb.cli bench --models modernbert --impls sdpa --modes inference \
+  --lengths 32768 --repeats 2 --min-time 0.1 --out "$OUT/inference.jsonl" 2>&1 | tail -1
+python3 -m aveyb.cli bench --report "$OUT/inference.jsonl" 2>&1 | tail -30
