@@ -187,7 +187,7 @@ def test_rank_and_compress_under_autocast(case):
     x = _separated_embeddings(batch, length, width, s, dev, gen)
     mask = None
     if padded:
-        mask = torch.arange(length, device=dev)[None, :] < torch.tensor([length, length // 2], device=dev)[:, None]
+        mask = torch.arange(length, device=dev)[None, :] < torch.tensor([length, length // 2][:batch], device=dev)[:, None]
     down = torch.randn(s, (k + 1) * s, generator=gen, device=dev) / s
     grad_out = None
 

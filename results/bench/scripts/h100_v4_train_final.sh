@@ -4,6 +4,7 @@
 # profile of the sparse-prediction step. bash results/bench/scripts/h100_v4_train_final.sh COMMIT
 export PYTHONPATH=src PYTHONUNBUFFERED=1 AVEYB_COMMIT=$1
 OUT=${OUT:-results/bench/out}; mkdir -p "$OUT"
+AVEYB_AUTOTUNE=0 timeout 60 python3 -m pytest -q -m gpu tests/test_kernels_parity.py -k autocast -p no:cacheprovider > "$OUT/parity_autocast.log" 2>&1; tail -2 "$OUT/parity_autocast.log"
 B="python3 -m aveyb.cli bench --models avey-b --modes train --train-lengths 512,2048 --train-batch 16 --repeats 4 --min-time 0.3"
 timeout 150 $B --impls fused,official-style --out "$OUT/train.jsonl" 2>&1 | tail -1
 timeout 100 $B --impls fused --sparse-prediction --out "$OUT/train.jsonl" 2>&1 | tail -1
