@@ -90,6 +90,18 @@ def test_enricher_mode_is_validated(monkeypatch):
         gemm.enricher_mode()
 
 
+@needs_triton
+def test_compile_dynamic_is_validated(monkeypatch):
+    """AVEYB_COMPILE_DYNAMIC accepts auto, 1, 0 and names itself otherwise."""
+    from aveyb.kernels import layers
+
+    monkeypatch.setenv("AVEYB_COMPILE_DYNAMIC", "yes")
+    with pytest.raises(ValueError, match="AVEYB_COMPILE_DYNAMIC='yes'.*auto, 1, 0"):
+        layers._compiled(layers._reference_layer)
+    monkeypatch.setenv("AVEYB_COMPILE_DYNAMIC", "0")
+    assert layers._compiled(layers._reference_layer) is not layers._reference_layer
+
+
 # ---- GPU parity ----------------------------------------------------------------------------------
 def _separated_embeddings(batch, length, width, split_size, device, gen):
     """Random embeddings whose MaxSim scores are well apart (each split has its own topic), so the
