@@ -275,17 +275,12 @@ def _halves(acc, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _enrich_half(acc, scale, keep, bias, z_desc, off_m, off_n, K, ACT: tl.constexpr, FAST: tl.constexpr,
+def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.constexpr, FAST: tl.constexpr,
                  HAS_MASK: tl.constexpr, HALF: tl.constexpr):
     cols = off_n + tl.arange(0, HALF)
+    bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
     z = _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT, FAST, HAS_MASK)
     z_desc.store([off_m, off_n], z.to(z_desc.dtype))
-
-
-@triton.jit
-def _bias_half(b_ptr, off_n, N, HALF: tl.constexpr):
-    cols = off_n + tl.arange(0, HALF)
-    return tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
 
 
 @triton.autotune(configs=tunable(_TMA_CONFIGS), key=["R_BUCKET", "N", "K"])
@@ -305,22 +300,20 @@ def _enricher_tma_kernel(
         pid_m, pid_n = _grouped_tile(tile, num_m, num_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
-        # The epilogue's global loads are issued before the MMAs, so their latency hides behind them.
+        acc = _tma_mainloop(a_desc, w_desc, off_m, off_n, k_tiles, BLOCK_M, BLOCK_N, BLOCK_K)
         rows = off_m + tl.arange(0, BLOCK_M)
         row_ok = rows < R
         scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps)
         keep = _keep_rows(mask_ptr, rows, row_ok, HAS_MASK)
-        bias0 = _bias_half(b_ptr, off_n, N, HALF)
-        bias1 = _bias_half(b_ptr, off_n + HALF, N, HALF)
-        acc = _tma_mainloop(a_desc, w_desc, off_m, off_n, k_tiles, BLOCK_M, BLOCK_N, BLOCK_K)
         acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
-        _enrich_half(acc0, scale, keep, bias0, z_desc, off_m, off_n, K, ACT, FAST, HAS_MASK, HALF)
-        _enrich_half(acc1, scale, keep, bias1, z_desc, off_m, off_n + HALF, K, ACT, FAST, HAS_MASK, HALF)
+        _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, FAST, HAS_MASK, HALF)
+        _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, FAST, HAS_MASK, HALF)
 
 
 @triton.jit
-def _fuse_half(acc, alpha, bias, x_desc, out_desc, off_m, off_n, N, HALF: tl.constexpr):
+def _fuse_half(acc, alpha, b_ptr, x_desc, out_desc, off_m, off_n, N, HALF: tl.constexpr):
     cols = off_n + tl.arange(0, HALF)
+    bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
     x = x_desc.load([off_m, off_n]).to(tl.float32)
     out = (acc + bias[None, :] + alpha * x).to(out_desc.dtype)
     out_desc.store([off_m, off_n], out)
@@ -346,12 +339,10 @@ def _fuser_tma_kernel(
         pid_m, pid_n = _grouped_tile(tile, num_m, num_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
-        bias0 = _bias_half(b_ptr, off_n, N, HALF)
-        bias1 = _bias_half(b_ptr, off_n + HALF, N, HALF)
         acc = _tma_mainloop(a_desc, w_desc, off_m, off_n, k_tiles, BLOCK_M, BLOCK_N, BLOCK_K)
         acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
-        part = _fuse_half(acc0, alpha, bias0, x_desc, out_desc, off_m, off_n, N, HALF)
-        part += _fuse_half(acc1, alpha, bias1, x_desc, out_desc, off_m, off_n + HALF, N, HALF)
+        part = _fuse_half(acc0, alpha, b_ptr, x_desc, out_desc, off_m, off_n, N, HALF)
+        part += _fuse_half(acc1, alpha, b_ptr, x_desc, out_desc, off_m, off_n + HALF, N, HALF)
         rows = off_m + tl.arange(0, BLOCK_M)
         tl.store(ss_ptr + rows.to(tl.int64) * SS_STRIDE + pid_n, part, mask=rows < R)
 
