@@ -364,6 +364,18 @@ def _tma_layout_ok(t: torch.Tensor) -> bool:
             and all(stride * size % 16 == 0 for stride in t.stride()[:-1]))
 
 
+_MAJOR: dict = {}
+
+
+def _capability_major(device) -> int:
+    """The device's compute-capability major, cached: the torch query is Python-heavy and every
+    layer asks twice (``python -m aveyb.bench.profile --host``)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _MAJOR:
+        _MAJOR[index] = torch.cuda.get_device_capability(index)[0]
+    return _MAJOR[index]
+
+
 def use_tma(width: int, *tensors: torch.Tensor) -> bool:
     """The TMA kernels need Hopper or newer, 16-bit data, d a multiple of 128 and TMA-able layouts
     (a strided view such as Z[:, d:] qualifies)."""
@@ -372,7 +384,7 @@ def use_tma(width: int, *tensors: torch.Tensor) -> bool:
         return False
     if t0.dtype not in (torch.bfloat16, torch.float16) or width % 128:
         return False
-    if torch.cuda.get_device_capability(t0.device)[0] < 9:
+    if _capability_major(t0.device) < 9:
         return False
     return all(_tma_layout_ok(t) for t in tensors)
 
