@@ -79,23 +79,18 @@ def _ratios(latest: dict, lengths: list[int], mode: str, numerator: str = "fused
         return rec["tokens_per_s"] if rec and rec.get("status", "ok") == "ok" else None
 
     rows = []
+
+    def add_row(label, denominator):  # denominator: length -> tokens/s or None
+        pairs = [(tps("avey-b", numerator, n), denominator(n)) for n in lengths]
+        if any(a and b for a, b in pairs):
+            cells = [f"{a / b:.2f}×" if a and b else "" for a, b in pairs]
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+
     others = sorted({(m, i) for (m, i, _) in latest if (m, i) != ("avey-b", numerator)})
     for model, impl in others:
-        cells, any_value = [], False
-        for n in lengths:
-            a, b = tps("avey-b", numerator, n), tps(model, impl, n)
-            cells.append(f"{a / b:.2f}×" if a and b else "")
-            any_value |= bool(a and b)
-        if any_value:
-            rows.append(f"| {model} {impl} (measured) | " + " | ".join(cells) + " |")
+        add_row(f"{model} {impl} (measured)", lambda n, model=model, impl=impl: tps(model, impl, n))
     for name in ("official", "modernbert-sdpa-compiled", "bert-sdpa"):
-        cells, any_value = [], False
-        for n in lengths:
-            a, b = tps("avey-b", numerator, n), ISSUE_QUOTED.get((name, mode, n))
-            cells.append(f"{a / b:.2f}×" if a and b else "")
-            any_value |= bool(a and b)
-        if any_value:
-            rows.append(f"| {name} (issue's quoted numbers) | " + " | ".join(cells) + " |")
+        add_row(f"{name} (issue's quoted numbers)", lambda n, name=name: ISSUE_QUOTED.get((name, mode, n)))
     return rows
 
 

@@ -347,14 +347,20 @@ def _fuser_tma_kernel(
         tl.store(ss_ptr + rows.to(tl.int64) * SS_STRIDE + pid_n, part, mask=rows < R)
 
 
-_NUM_SMS: dict = {}
+_PROPERTIES: dict = {}
+
+
+def _properties(device):
+    """The device's CUDA properties, cached: the torch query is Python-heavy and every layer needs
+    the SM count and the compute capability (``python -m aveyb.bench.profile --host``)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _PROPERTIES:
+        _PROPERTIES[index] = torch.cuda.get_device_properties(index)
+    return _PROPERTIES[index]
 
 
 def _num_sms(device) -> int:
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _NUM_SMS:
-        _NUM_SMS[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _NUM_SMS[index]
+    return _properties(device).multi_processor_count
 
 
 def _tma_layout_ok(t: torch.Tensor) -> bool:
@@ -362,18 +368,6 @@ def _tma_layout_ok(t: torch.Tensor) -> bool:
     size = t.element_size()
     return (t.stride(-1) == 1 and t.data_ptr() % 16 == 0
             and all(stride * size % 16 == 0 for stride in t.stride()[:-1]))
-
-
-_MAJOR: dict = {}
-
-
-def _capability_major(device) -> int:
-    """The device's compute-capability major, cached: the torch query is Python-heavy and every
-    layer asks twice (``python -m aveyb.bench.profile --host``)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _MAJOR:
-        _MAJOR[index] = torch.cuda.get_device_capability(index)[0]
-    return _MAJOR[index]
 
 
 def use_tma(width: int, *tensors: torch.Tensor) -> bool:
@@ -384,7 +378,7 @@ def use_tma(width: int, *tensors: torch.Tensor) -> bool:
         return False
     if t0.dtype not in (torch.bfloat16, torch.float16) or width % 128:
         return False
-    if _capability_major(t0.device) < 9:
+    if _properties(t0.device).major < 9:
         return False
     return all(_tma_layout_ok(t) for t in tensors)
 

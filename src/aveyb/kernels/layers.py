@@ -204,7 +204,7 @@ def _compiled(fn):
         return fn
     choice = os.environ.get("AVEYB_COMPILE_DYNAMIC", "auto")
     if choice not in _DYNAMIC:
-        raise ValueError(f"AVEYB_COMPILE_DYNAMIC={choice!r}: expected one of auto, 1, 0")
+        raise ValueError(f"AVEYB_COMPILE_DYNAMIC={choice!r}: expected one of {', '.join(_DYNAMIC)}")
     key = (fn, choice)
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(fn, dynamic=_DYNAMIC[choice])
