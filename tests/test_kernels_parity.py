@@ -102,6 +102,44 @@ def test_compile_dynamic_is_validated(monkeypatch):
     assert layers._compiled(layers._reference_layer) is not layers._reference_layer
 
 
+@needs_triton
+def test_ranker_autocast_plumbing(monkeypatch):
+    """Under autocast the fused ranker hands MaxSim and the compression one copy of the embeddings
+    in autocast's dtype, keeps the output fp32, and its gradients follow the reference's. On CPU,
+    with the two Triton kernels replaced by their references (the GPU test below runs the kernels)."""
+    from aveyb.kernels import ranker as fused
+    from aveyb.model import ranker as ref
+
+    seen = {}
+
+    def maxsim(xs, ms, eps, direction):
+        seen["maxsim"] = xs
+        return ref.maxsim_scores(xs.float(), ms, eps)
+
+    def compress(xs, idx, weights, down_proj, xs_dot=None):
+        seen["compress"] = xs_dot
+        return ref.compress(xs, idx, weights, down_proj)  # autocast is on here, as in the reference
+
+    monkeypatch.setattr(fused, "maxsim_scores", maxsim)
+    monkeypatch.setattr(fused, "compress", compress)
+    cfg = preset_config("tiny", hidden_size=32, split_size=16, top_k=2)
+    x = _separated_embeddings(2, 80, 32, 16, torch.device("cpu"), torch.Generator().manual_seed(0))
+    mask = torch.arange(80)[None, :] < torch.tensor([80, 50])[:, None]
+    down = torch.randn(16, 48, generator=torch.Generator().manual_seed(1)) / 16
+    results = []
+    for fn, dtype, autocast in ((ref.rank_and_compress, torch.float64, False),
+                                (ref.rank_and_compress, torch.float32, True),
+                                (fused.rank_and_compress, torch.float32, True)):
+        xx, dd = x.to(dtype).requires_grad_(True), down.to(dtype).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            h, _ = fn(xx, mask, dd, cfg)
+        assert h.dtype == dtype
+        results.append((h, *torch.autograd.grad(h.sum(), (xx, dd))))
+    assert seen["maxsim"].dtype == torch.bfloat16 and seen["compress"] is seen["maxsim"]
+    for name, want64, want, got in zip(("fwd", "grad x", "grad D"), *results):
+        check(f"ranker under autocast (CPU) {name}", got, want, want64, torch.bfloat16)
+
+
 # ---- GPU parity ----------------------------------------------------------------------------------
 def _separated_embeddings(batch, length, width, split_size, device, gen):
     """Random embeddings whose MaxSim scores are well apart (each split has its own topic), so the

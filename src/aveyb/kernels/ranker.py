@@ -240,16 +240,17 @@ def _compress_kernel(
 
 
 def compress(xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, down_proj: torch.Tensor,
-             dot_dtype: torch.dtype | None = None) -> torch.Tensor:
+             xs_dot: torch.Tensor | None = None) -> torch.Tensor:
     """Triton :func:`aveyb.model.ranker.compress`: (B, N, S, d) -> (B, N, S, d), no window built.
 
-    ``dot_dtype`` (autocast's dtype under autocast) is what the products run in; the residual
-    and the output keep ``xs``'s dtype, as the reference's ``xs + matmul(...)`` does under autocast.
+    ``xs_dot``: ``xs`` in the dtype the products run in (autocast's, under autocast), if it differs;
+    the residual and the output keep ``xs``'s dtype, as the reference's ``xs + matmul(...)`` does
+    under autocast.
     """
     batch, n_splits, split_size, width = xs.shape
     k = idx.shape[-1]
     xs = xs.contiguous()
-    xs_dot = xs.to(dot_dtype or xs.dtype)
+    xs_dot = xs if xs_dot is None else xs_dot.contiguous()
     dp = down_proj.to(xs_dot.dtype).contiguous()
     out = torch.empty_like(xs)
     grid = lambda meta: (batch * n_splits, triton.cdiv(split_size, meta["BLOCK_M"]),
@@ -276,9 +277,9 @@ class _Compress(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx, xs, idx, weights, down_proj):
+    def forward(ctx, xs, idx, weights, down_proj, xs_dot):
         ctx.save_for_backward(xs, idx, weights, down_proj)
-        return compress(xs, idx, weights, down_proj, _autocast_dtype(xs))
+        return compress(xs, idx, weights, down_proj, xs_dot)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
@@ -292,7 +293,7 @@ class _Compress(torch.autograd.Function):
             wanted = [t for t in inputs if t.requires_grad]
             grads = iter(torch.autograd.grad(out, wanted, grad)) if wanted else iter(())
         gx, gw, gd = (next(grads) if t.requires_grad else None for t in inputs)
-        return gx, None, gw, gd
+        return gx, None, gw, gd, None
 
 
 def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: torch.Tensor, config):
@@ -312,21 +313,26 @@ def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: tor
     n_splits = xs.shape[1]
     k = config.top_k
     grad = torch.is_grad_enabled() and (x.requires_grad or down_proj.requires_grad)
+    # Under autocast the products (MaxSim, compression) run in its dtype, as the reference's
+    # matmuls do: one cast shared by both kernels (None: xs is already in that dtype).
+    dot_dtype = _autocast_dtype(x)
+    xs_dot = xs.detach().to(dot_dtype) if dot_dtype is not None else None
+    xs_scores = xs if xs_dot is None else xs_dot
     if k == 0:
         idx = torch.zeros(batch, n_splits, 0, dtype=torch.long, device=x.device)
         weights = torch.zeros(batch, n_splits, 0, dtype=torch.float32, device=x.device)
     elif not grad:
-        scores = maxsim_scores(xs.to(_autocast_dtype(x) or x.dtype), ms, config.eps, config.ranker_direction)
+        scores = maxsim_scores(xs_scores, ms, config.eps, config.ranker_direction)
         idx, weights = select_and_weight(scores, k, config.split_weighting, config.eps)
     else:  # the weights carry the ranker's gradient: select on the kernel's scores, then recompute
         with torch.no_grad():  # the picked pairs' scores differentiably (selected_pair_scores)
-            scores = maxsim_scores(xs.to(_autocast_dtype(x) or x.dtype), ms, config.eps, config.ranker_direction)
+            scores = maxsim_scores(xs_scores, ms, config.eps, config.ranker_direction)
         split_valid = ms.any(dim=-1) if ms is not None else torch.ones(batch, n_splits, dtype=torch.bool,
                                                                        device=x.device)
         candidates = ref.candidate_mask(split_valid, config.ranker_direction)
         idx, valid, _ = ref.select_top_splits(scores, candidates, k)
         sel_scores = selected_pair_scores(xs, ms, idx, valid, config.eps)
         weights = ref.split_weights(sel_scores, valid, config.split_weighting, config.eps)
-    h = _Compress.apply(xs, idx, weights, down_proj)
+    h = _Compress.apply(xs, idx, weights, down_proj, xs_dot)
     hm = ms.reshape(batch * n_splits, split_size) if ms is not None else None
     return h.reshape(batch * n_splits, split_size, width), hm
