@@ -290,13 +290,14 @@ def _enricher_tma_kernel(
     R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
     HAS_MASK: tl.constexpr, ACT: tl.constexpr, FAST: tl.constexpr, NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, OCC: tl.constexpr,
+    WS: tl.constexpr = False, FLAT: tl.constexpr = True,
 ):
     """:func:`_enricher_kernel` as a persistent TMA kernel (FAST: see :func:`act_fast`)."""
     num_m = tl.cdiv(R, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
     HALF: tl.constexpr = BLOCK_N // 2
-    for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS * OCC, flatten=True):
+    for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS * OCC, flatten=FLAT, warp_specialize=WS):
         pid_m, pid_n = _grouped_tile(tile, num_m, num_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
@@ -328,6 +329,7 @@ def _fuser_tma_kernel(
     R, N, K, SS_STRIDE, R_BUCKET,
     NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, OCC: tl.constexpr,
+    WS: tl.constexpr = False, FLAT: tl.constexpr = True,
 ):
     """:func:`_fuser_kernel` as a persistent TMA kernel."""
     num_m = tl.cdiv(R, BLOCK_M)
@@ -335,7 +337,7 @@ def _fuser_tma_kernel(
     k_tiles = tl.cdiv(K, BLOCK_K)
     HALF: tl.constexpr = BLOCK_N // 2
     alpha = tl.load(alpha_ptr).to(tl.float32)
-    for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS * OCC, flatten=True):
+    for tile in tl.range(tl.program_id(0), num_m * num_n, NUM_SMS * OCC, flatten=FLAT, warp_specialize=WS):
         pid_m, pid_n = _grouped_tile(tile, num_m, num_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
