@@ -12,7 +12,6 @@ Usage on a GPU: PYTHONPATH=src python3 results/bench/scripts/config_lab.py [ROWS
 import json
 import os
 import sys
-import traceback
 
 import torch
 import triton
