@@ -79,6 +79,23 @@ def test_tma_layout_rule():
 
 
 @needs_triton
+def test_untuned_fallback_ignores_switches(monkeypatch):
+    """Under AVEYB_AUTOTUNE=0 the single config is the smallest footprint; a False switch (FLAT)
+    must not make a config count as size zero."""
+    import triton
+
+    from aveyb.kernels import gemm
+    from aveyb.kernels.tuning import tunable
+
+    monkeypatch.setenv("AVEYB_AUTOTUNE", "0")
+    big_nested = triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "FLAT": False}, num_stages=4)
+    small = triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "FLAT": True}, num_stages=2)
+    assert tunable([big_nested, small]) == [small]
+    (chosen,) = tunable(gemm._TMA_CONFIGS)
+    assert chosen.kwargs["BLOCK_N"] == 128 and chosen.kwargs["FLAT"]  # not the nested 128x256 one
+
+
+@needs_triton
 def test_enricher_mode_is_validated(monkeypatch):
     """AVEYB_ENRICHER defaults to tma-tanh; an unknown value is an error naming the variable and the choices."""
     from aveyb.kernels import gemm

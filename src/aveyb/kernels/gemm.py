@@ -243,13 +243,19 @@ def _tma_block_shapes(nargs):
             nargs[name].block_shape = [bm, bn // 2]
 
 
-# OCC programs per SM: with 2, one program's epilogue can run while the other's MMAs do.
+# OCC programs per SM: with 2, one program's epilogue can run while the other's MMAs do. FLAT=False
+# keeps the persistent loop nested (config lab, results/bench/config_lab_*.log: the fuser's fastest
+# config on an H100 is a nested 128x256 loop with 4 stages, whose flattened form does not fit in
+# shared memory). WS (Triton's warp specialisation) stays off: on Hopper it failed to compile or
+# was not faster in the same lab.
 _TMA_CONFIGS = [
-    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "OCC": occ}, num_warps=w,
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "OCC": occ, "FLAT": flat}, num_warps=w,
                   num_stages=st, pre_hook=_tma_block_shapes)
-    for bm, bn, bk, w, st, occ in ((128, 256, 64, 8, 3, 1), (128, 256, 64, 8, 4, 1), (256, 128, 64, 8, 3, 1),
-                                   (128, 128, 64, 8, 4, 1), (128, 128, 64, 8, 3, 2), (128, 128, 64, 4, 3, 2),
-                                   (128, 128, 64, 4, 2, 2), (128, 256, 128, 8, 2, 1), (256, 128, 128, 8, 2, 1))
+    for bm, bn, bk, w, st, occ, flat in (
+        (128, 256, 64, 8, 3, 1, True), (128, 256, 64, 8, 4, 1, True), (256, 128, 64, 8, 3, 1, True),
+        (128, 128, 64, 8, 4, 1, True), (128, 128, 64, 8, 3, 2, True), (128, 128, 64, 4, 3, 2, True),
+        (128, 128, 64, 4, 2, 2, True), (128, 256, 128, 8, 2, 1, True), (256, 128, 128, 8, 2, 1, True),
+        (128, 256, 64, 8, 4, 1, False))
 ]
 
 # Smallest BLOCK_N of any fuser config: the row-statistics buffer holds one column per tile of it.

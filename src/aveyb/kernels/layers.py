@@ -77,7 +77,7 @@ def _static_mix_kernel(
 
 _DYNAMIC_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
-    for bt, bd, w, st in ((64, 64, 8, 2), (128, 64, 8, 2), (64, 64, 4, 2), (32, 64, 4, 2), (64, 32, 4, 3),
+    for bt, bd, w, st in ((64, 64, 8, 2), (128, 64, 8, 2), (128, 64, 8, 3), (64, 64, 4, 2), (32, 64, 4, 2), (64, 32, 4, 3),
                           (16, 64, 4, 2), (32, 32, 4, 2), (16, 32, 4, 2))
 ]
 

@@ -12,9 +12,11 @@ def tunable(configs: list) -> list:
     """Autotuning candidates, or only the smallest tiles under TRITON_INTERPRET=1 (the CPU
     interpreter cannot time) or AVEYB_AUTOTUNE=0 (read at import; the parity tests use it to keep
     compilation short). Without autotuning nothing prunes a config that exceeds shared memory
-    (S=256 in fp32 did with 64-row tiles), so the fallback is the one with the smallest footprint."""
+    (S=256 in fp32 did with 64-row tiles), so the fallback is the one with the smallest footprint
+    (boolean switches such as FLAT do not count)."""
     if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AVEYB_AUTOTUNE") == "0":
-        return [min(configs, key=lambda c: math.prod(c.kwargs.values()) * max(c.num_stages, 1))]
+        return [min(configs, key=lambda c: math.prod(v for v in c.kwargs.values() if not isinstance(v, bool))
+                   * max(c.num_stages, 1))]
     return configs
 
 
