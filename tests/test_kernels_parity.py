@@ -120,21 +120,6 @@ def test_compile_dynamic_is_validated(monkeypatch):
 
 
 @needs_triton
-def test_pdl_switch_is_validated(monkeypatch):
-    """AVEYB_PDL accepts 0 (default) and 1; off, or on a CPU tensor, launches carry no PDL flag."""
-    from aveyb.kernels.tuning import pdl_launch
-
-    cpu = torch.device("cpu")
-    monkeypatch.delenv("AVEYB_PDL", raising=False)
-    assert pdl_launch(cpu) == {"PDL": False}
-    monkeypatch.setenv("AVEYB_PDL", "1")
-    assert pdl_launch(cpu) == {"PDL": False}
-    monkeypatch.setenv("AVEYB_PDL", "on")
-    with pytest.raises(ValueError, match="AVEYB_PDL='on'.*0, 1"):
-        pdl_launch(cpu)
-
-
-@needs_triton
 def test_ranker_autocast_plumbing(monkeypatch):
     """Under autocast the fused ranker hands MaxSim and the compression one copy of the embeddings
     in autocast's dtype, keeps the output fp32, and its gradients follow the reference's. On CPU,
@@ -470,32 +455,3 @@ def test_graphed_encoder_matches_eager(dtype):
     assert len(encoder._graphs) == 2
     with pytest.raises(ValueError, match="input_ids must lie in"):
         encoder(torch.full((2, 96), 500, device=dev))
-
-
-@gpu
-@needs_triton
-@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
-def test_pdl_launch_matches_plain_launch(dtype, monkeypatch):
-    """Programmatic dependent launch (AVEYB_PDL=1) changes when kernels start, never what they
-    compute: the padded forward equals the plain launch's, eagerly and replayed as a CUDA graph."""
-    from aveyb.architectures import build_masked_lm
-    from aveyb.kernels.graphs import GraphedEncoder
-
-    if torch.cuda.get_device_capability()[0] < 9:
-        pytest.skip("programmatic dependent launch needs Hopper or newer")
-    torch.manual_seed(7)
-    dev = torch.device("cuda")
-    model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, top_k=2,
-                            kernel_backend="triton").to(dev, dtype).eval()
-    ids = torch.randint(0, 211, (3, 150), device=dev)
-    mask = torch.ones(3, 150, dtype=torch.long, device=dev)
-    mask[1, 100:] = 0
-    outs = {}
-    for pdl in ("0", "1"):
-        monkeypatch.setenv("AVEYB_PDL", pdl)
-        with torch.no_grad():
-            outs[pdl] = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    graphed = GraphedEncoder(model)(ids, mask)
-    assert torch.isfinite(outs["1"]).all()
-    assert rel(outs["1"], outs["0"]) < 1e-6
-    assert rel(graphed, outs["0"]) < 1e-6

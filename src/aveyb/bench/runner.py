@@ -212,14 +212,11 @@ class Bench:
             if model == "avey-b" and impl.startswith("fused"):
                 err = fused_vs_reference(module, self.device)
                 from aveyb.kernels.gemm import enricher_mode
-                from aveyb.kernels.tuning import pdl_launch
 
                 for rec in records:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"
                     if mode == "inference":
                         rec.add_note(f"enricher {enricher_mode()}")
-                        if pdl_launch(self.device)["PDL"]:
-                            rec.add_note("programmatic dependent launch")
             if sparse:
                 for rec in records:
                     rec.add_note("sparse prediction (logits at labelled positions)")

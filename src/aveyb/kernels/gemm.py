@@ -25,8 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aveyb.kernels.tuning import device_properties as _properties
-from aveyb.kernels.tuning import dot_precision, mask_arg, pdl_launch, pdl_prologue, tunable
+from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
 
 _GEMM_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
@@ -297,10 +296,9 @@ def _enricher_tma_kernel(
     R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
     HAS_MASK: tl.constexpr, ACT: tl.constexpr, FAST: tl.constexpr, NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, OCC: tl.constexpr,
-    WS: tl.constexpr = False, FLAT: tl.constexpr = True, PDL: tl.constexpr = False,
+    WS: tl.constexpr = False, FLAT: tl.constexpr = True,
 ):
     """:func:`_enricher_kernel` as a persistent TMA kernel (FAST: see :func:`act_fast`)."""
-    pdl_prologue(PDL)
     num_m = tl.cdiv(R, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -337,10 +335,9 @@ def _fuser_tma_kernel(
     R, N, K, SS_STRIDE, R_BUCKET,
     NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, OCC: tl.constexpr,
-    WS: tl.constexpr = False, FLAT: tl.constexpr = True, PDL: tl.constexpr = False,
+    WS: tl.constexpr = False, FLAT: tl.constexpr = True,
 ):
     """:func:`_fuser_kernel` as a persistent TMA kernel."""
-    pdl_prologue(PDL)
     num_m = tl.cdiv(R, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -356,6 +353,18 @@ def _fuser_tma_kernel(
         part += _fuse_half(acc1, alpha, b_ptr, x_desc, out_desc, off_m, off_n + HALF, N, HALF)
         rows = off_m + tl.arange(0, BLOCK_M)
         tl.store(ss_ptr + rows.to(tl.int64) * SS_STRIDE + pid_n, part, mask=rows < R)
+
+
+_PROPERTIES: dict = {}
+
+
+def _properties(device):
+    """The device's CUDA properties, cached: the torch query is Python-heavy and every layer needs
+    the SM count and the compute capability (``python -m aveyb.bench.profile --host``)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _PROPERTIES:
+        _PROPERTIES[index] = torch.cuda.get_device_properties(index)
+    return _PROPERTIES[index]
 
 
 def _num_sms(device) -> int:
@@ -504,7 +513,6 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
             _desc(x), _desc(weight), _desc(z), bias, stats.parts, mask_u8,
             rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
             HAS_MASK=mask is not None, ACT=act_id, FAST=2 if mode == "tma-tanh" else 1, NUM_SMS=sms,
-            **pdl_launch(x.device),
         )
         if launched:
             return z
@@ -533,7 +541,7 @@ def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Ten
         launched = _launch_tma(
             _fuser_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer fuser",
             _desc(f), _desc(weight), _desc(x), _desc(out), bias, alpha, parts,
-            rows, width, k, parts.shape[1], _bucket(rows), NUM_SMS=sms, **pdl_launch(x.device),
+            rows, width, k, parts.shape[1], _bucket(rows), NUM_SMS=sms,
         )
     kernel = _fuser_tma_kernel if launched else _fuser_kernel
     if not launched:

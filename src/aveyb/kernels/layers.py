@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from aveyb.kernels import gemm
-from aveyb.kernels.tuning import dot_precision, mask_arg, pdl_launch, pdl_prologue, tunable
+from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
 from aveyb.model import layers as ref
 
 ACT_IDS = {"gelu": 0, "gelu_tanh": 1, "relu": 2, "silu": 3}
@@ -57,10 +57,9 @@ _STATIC_CONFIGS = [
 @triton.jit
 def _static_mix_kernel(
     z_ptr, p_ptr, S, D, ZW,
-    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr, PDL: tl.constexpr = False,
+    BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
     """G[m, rows, dd] <- G * (P @ U)[rows, dd], U = Z[..., :d]   (aveyb.model.layers.static_mix, then the gate)."""
-    pdl_prologue(PDL)
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -89,7 +88,6 @@ def _dynamic_mix_kernel(
     z_ptr, p_ptr, tau_ptr, mask_ptr, S, D, ZW, eps,
     HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
-    PDL: tl.constexpr = False,
 ):
     """G[m, rows] <- G * (norm(Â [⊙ P]) @ U)[rows]   (aveyb.model.layers.dynamic_mix + gate).
 
@@ -99,7 +97,6 @@ def _dynamic_mix_kernel(
     normalisation happens in registers. The second multiplies the normalised rows of A by U chunk
     by chunk and gates G in place. Neither U Uᵀ nor A ever reaches memory.
     """
-    pdl_prologue(PDL)
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     keys = tl.arange(0, BLOCK_S)
@@ -158,7 +155,7 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))
     if kind == "static":
         p = spatial_proj.to(z.dtype).contiguous()
-        _static_mix_kernel[grid](z, p, split_size, width, zw, PREC=prec, **pdl_launch(z.device))
+        _static_mix_kernel[grid](z, p, split_size, width, zw, PREC=prec)
         return
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
@@ -168,7 +165,7 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     _dynamic_mix_kernel[grid](
         z, p, tau_t, mask_u8, split_size, width, zw, eps,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled,
-        BLOCK_S=max(16, triton.next_power_of_2(split_size)), PREC=prec, **pdl_launch(z.device),
+        BLOCK_S=max(16, triton.next_power_of_2(split_size)), PREC=prec,
     )
 
 

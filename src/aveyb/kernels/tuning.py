@@ -6,28 +6,6 @@ import math
 import os
 
 import torch
-import triton
-import triton.language as tl
-
-try:  # Triton >= 3.3: grid dependency control for programmatic dependent launch
-    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
-except ImportError:  # pragma: no cover - older Triton: PDL stays off (pdl_launch), these never run
-    @triton.jit
-    def gdc_wait():
-        pass
-
-    @triton.jit
-    def gdc_launch_dependents():
-        pass
-
-
-@triton.jit
-def pdl_prologue(PDL: tl.constexpr):
-    """First statement of a PDL-launchable kernel: wait until the previous kernel's writes are
-    visible (it must, before touching any memory), then let the next kernel start launching."""
-    if PDL:
-        gdc_wait()
-        gdc_launch_dependents()
 
 
 def tunable(configs: list) -> list:
@@ -52,31 +30,3 @@ def mask_arg(mask: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tens
     """A bool mask as the uint8 buffer the kernels read, or ``placeholder`` (any tensor: the
     kernel's HAS_MASK=False branch never reads it) when there is no mask."""
     return mask.contiguous().view(torch.uint8) if mask is not None else placeholder
-
-
-_PROPERTIES: dict = {}
-
-
-def device_properties(device: torch.device):
-    """The device's CUDA properties, cached: the torch query is Python-heavy and every layer needs
-    the SM count and the compute capability (``python -m aveyb.bench.profile --host``)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _PROPERTIES:
-        _PROPERTIES[index] = torch.cuda.get_device_properties(index)
-    return _PROPERTIES[index]
-
-
-_PDL = {"0": False, "1": True}
-
-
-def pdl_launch(device: torch.device) -> dict:
-    """Keyword arguments for a layer kernel's launch under programmatic dependent launch
-    (``AVEYB_PDL=1``, Hopper or newer): the kernel is launched while its predecessor drains and
-    waits (``griddepcontrol.wait``) before touching memory, which hides the gap between the ~100
-    kernels of a forward. Off (``0``, the default) the kernels launch as usual."""
-    choice = os.environ.get("AVEYB_PDL", "0")
-    if choice not in _PDL:
-        raise ValueError(f"AVEYB_PDL={choice!r}: expected one of {', '.join(_PDL)}")
-    if not _PDL[choice] or device.type != "cuda" or device_properties(device).major < 9:
-        return {"PDL": False}
-    return {"PDL": True, "launch_pdl": True}
