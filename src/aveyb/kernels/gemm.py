@@ -240,7 +240,7 @@ def _tma_block_shapes(nargs):
     nargs["w_desc"].block_shape = [bn, bk]
     for name in ("z_desc", "x_desc", "out_desc"):
         if name in nargs:
-            nargs[name].block_shape = [bm, bn // 2]
+            nargs[name].block_shape = [bm, bn // nargs.get("EPI", 2)]
 
 
 # OCC programs per SM: with 2, one program's epilogue can run while the other's MMAs do. FLAT=False
@@ -296,9 +296,10 @@ def _enricher_tma_kernel(
     R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
     HAS_MASK: tl.constexpr, ACT: tl.constexpr, FAST: tl.constexpr, NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, OCC: tl.constexpr,
-    WS: tl.constexpr = False, FLAT: tl.constexpr = True,
+    WS: tl.constexpr = False, FLAT: tl.constexpr = True, EPI: tl.constexpr = 2,
 ):
-    """:func:`_enricher_kernel` as a persistent TMA kernel (FAST: see :func:`act_fast`)."""
+    """:func:`_enricher_kernel` as a persistent TMA kernel (FAST: see :func:`act_fast`); the epilogue
+    works on EPI (2 or 4) column slices of the tile."""
     num_m = tl.cdiv(R, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -313,8 +314,17 @@ def _enricher_tma_kernel(
         scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps)
         keep = _keep_rows(mask_ptr, rows, row_ok, HAS_MASK)
         acc0, acc1 = _halves(acc, BLOCK_M, BLOCK_N)
-        _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, FAST, HAS_MASK, HALF)
-        _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, FAST, HAS_MASK, HALF)
+        if EPI == 4:  # quarters: half the epilogue's shared-memory buffer (see _TMA_CONFIGS)
+            Q: tl.constexpr = BLOCK_N // 4
+            acc00, acc01 = _halves(acc0, BLOCK_M, HALF)
+            acc10, acc11 = _halves(acc1, BLOCK_M, HALF)
+            _enrich_half(acc00, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, FAST, HAS_MASK, Q)
+            _enrich_half(acc01, scale, keep, b_ptr, z_desc, off_m, off_n + Q, N, K, ACT, FAST, HAS_MASK, Q)
+            _enrich_half(acc10, scale, keep, b_ptr, z_desc, off_m, off_n + 2 * Q, N, K, ACT, FAST, HAS_MASK, Q)
+            _enrich_half(acc11, scale, keep, b_ptr, z_desc, off_m, off_n + 3 * Q, N, K, ACT, FAST, HAS_MASK, Q)
+        else:
+            _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, FAST, HAS_MASK, HALF)
+            _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, FAST, HAS_MASK, HALF)
 
 
 @triton.jit
