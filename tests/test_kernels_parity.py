@@ -103,7 +103,7 @@ def test_enricher_mode_is_validated(monkeypatch):
     monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
     assert gemm.enricher_mode() == "tma-tanh"
     monkeypatch.setenv("AVEYB_ENRICHER", "cutlass")
-    with pytest.raises(ValueError, match="AVEYB_ENRICHER='cutlass'.*tma, tma-tanh, cublas"):
+    with pytest.raises(ValueError, match="AVEYB_ENRICHER='cutlass'.*tma, tma-tanh, cublas, ws"):
         gemm.enricher_mode()
 
 
@@ -335,7 +335,7 @@ def test_layer_forward_parity(case, dtype):
 
 @gpu
 @needs_triton
-@pytest.mark.parametrize("mode", ["tma", "tma-tanh", "cublas"])
+@pytest.mark.parametrize("mode", ["tma", "tma-tanh", "cublas", "ws"])
 @pytest.mark.parametrize("case", [LAYER_CASES[1], LAYER_CASES[-1]], ids=["static-d128", "dynamic-d256-padded"])
 def test_enricher_modes_parity(case, mode, monkeypatch):
     """Every AVEYB_ENRICHER mode of the 16-bit Hopper enricher, through three chained bf16 layers."""

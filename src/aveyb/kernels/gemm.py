@@ -470,7 +470,7 @@ def _launch_tma(kernel, grid, fallback_name: str, *args, **kwargs) -> bool:
 _TMA_BROKEN: set = set()
 
 
-ENRICHER_MODES = ("tma", "tma-tanh", "cublas")
+ENRICHER_MODES = ("tma", "tma-tanh", "cublas", "ws")
 
 
 def enricher_mode() -> str:
@@ -481,7 +481,10 @@ def enricher_mode() -> str:
       over a N(0, 2²) input), a tenth of bf16's rounding of the result; 20% faster than ``tma``;
     * ``tma`` -- the same kernel with the exact GELU (erf to 1.5e-7 by :func:`erf_fast`);
     * ``cublas`` -- RMSNorm applied in one pass, then cuBLASLt with its bias + GELU (tanh form)
-      or ReLU epilogue (SiLU runs ``tma``).
+      or ReLU epilogue (SiLU runs ``tma``);
+    * ``ws`` -- the tanh-form GELU of ``tma-tanh`` in a warp-specialised Gluon kernel
+      (:mod:`aveyb.kernels.gluon_enricher`: a loader warp and two ping-pong consumer warpgroups, so
+      one tile's epilogue overlaps the next tile's MMAs). ReLU and SiLU run ``tma-tanh``'s kernel.
 
     fp32 and the pointer kernels always use the exact activation. Speeds: docs/kernels.md.
     """
@@ -503,6 +506,28 @@ def _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z):
     return z
 
 
+def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
+    """The Gluon kernel, or False (warned once) where this Triton has no Gluon or cannot build it."""
+    if "ws" in _TMA_BROKEN:
+        return False
+    try:
+        from aveyb.kernels.gluon_enricher import enrich_ws
+
+        enrich_ws(x, stats.parts, stats.count, weight, bias, mask_u8, mask is not None, eps, z, _num_sms(x.device))
+        return True
+    except ImportError as err:
+        reason = str(err)
+    except Exception as err:  # noqa: BLE001  only compiler failures are expected here
+        if type(err).__name__ not in ("CompilationError", "RuntimeError") or (
+                isinstance(err, RuntimeError) and "PassManager" not in str(err) and "ptxas" not in str(err)):
+            raise
+        reason = str(err).splitlines()[0][:120]
+    _TMA_BROKEN.add("ws")
+    warnings.warn(f"aveyb: the warp-specialised enricher is unavailable here ({reason}); using tma-tanh instead",
+                  RuntimeWarning, stacklevel=3)
+    return False
+
+
 def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
            act_id: int, eps: float) -> torch.Tensor:
     """(R, d) raw layer input -> Z = [U | G | Zb] (R, E·d), U zero on padded rows. ``weight`` = W_e · diag(g)."""
@@ -517,6 +542,8 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
         mode = enricher_mode()
         if mode == "cublas" and act_id in (0, 1, 2):
             return _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z)
+        if mode == "ws" and act_id in (0, 1) and _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z):
+            return z
         sms = _num_sms(x.device)
         launched = _launch_tma(
             _enricher_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer enricher",

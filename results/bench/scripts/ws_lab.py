@@ -1,0 +1,44 @@
+"""The warp-specialised Gluon enricher (AVEYB_ENRICHER=ws) against the Triton TMA kernel (tma-tanh):
+agreement on full and ragged row counts, with and without a padding mask, then time at 16,384 rows.
+Usage on a GPU: PYTHONPATH=src python3 results/bench/scripts/ws_lab.py  (JSON to $OUT/ws_lab.json)
+"""
+import json
+import os
+
+import torch
+from triton.testing import do_bench
+
+from aveyb.kernels import gemm
+
+torch.manual_seed(0)
+dev, dt = torch.device("cuda"), torch.bfloat16
+d, E = 768, 4
+we = (torch.randn(E * d, d, device=dev) / 28).to(dt)
+be = torch.randn(E * d, device=dev, dtype=dt) * 0.1
+out = {"checks": [], "times": []}
+for R in (16384, 1000, 129, 16383):
+    x = torch.randn(R, d, device=dev, dtype=dt)
+    st = gemm.row_stats(x)
+    for mask in (None, torch.rand(R, device=dev) > 0.2):
+        os.environ["AVEYB_ENRICHER"] = "tma-tanh"
+        ref = gemm.enrich(x, st, we, be, mask, 0, 1e-6)
+        os.environ["AVEYB_ENRICHER"] = "ws"
+        z = gemm.enrich(x, st, we, be, mask, 0, 1e-6)
+        torch.cuda.synchronize()
+        diff = float((z.float() - ref.float()).abs().max())
+        rel = float((z.float() - ref.float()).norm() / ref.float().norm())
+        out["checks"].append({"rows": R, "mask": mask is not None, "max_abs": diff, "rel": rel})
+        print(f"rows {R:6d} mask {mask is not None!s:5s} max|ws - tma-tanh| {diff:.3e} rel {rel:.2e}", flush=True)
+x = torch.randn(16384, d, device=dev, dtype=dt)
+st = gemm.row_stats(x)
+print(f"{'mode':10s} {'us':>8s}")
+for rep in range(2):
+    for mode in ("tma-tanh", "ws"):
+        os.environ["AVEYB_ENRICHER"] = mode
+        us = do_bench(lambda: gemm.enrich(x, st, we, be, None, 0, 1e-6), warmup=50, rep=300) * 1e3
+        out["times"].append({"mode": mode, "us": us})
+        print(f"{mode:10s} {us:8.1f}", flush=True)
+us = do_bench(lambda: x @ we.T, warmup=50, rep=300) * 1e3
+out["times"].append({"mode": "cublas bare mm", "us": us})
+print(f"{'cublas mm':10s} {us:8.1f}")
+json.dump(out, open(os.environ.get("OUT", "/tmp") + "/ws_lab.json", "w"), indent=1)
