@@ -12,8 +12,10 @@ cuBLAS's bare product). Here three partitions share one ring of shared-memory st
   the other consumer's MMAs keep the tensor cores busy.
 
 Stage ``s`` of global step ``n`` (tile i of this program, k-step j: n = i·k_tiles + j) is
-``n % STAGES`` with barrier phase ``(n // STAGES) & 1``; each consumer knows the steps of its own
-tiles, so no other coordination is needed: the ring orders the two consumers' MMAs.
+``n % STAGES`` with barrier phase ``(n // STAGES) & 1``. An mbarrier wait only tells the phase just
+completed from the one in flight, so a consumer must not wait on a stage two phases ahead: the
+consumers take turns (``turn`` barriers, as CUTLASS's ping-pong order barrier). A consumer starts
+waiting on its tile's stages only after the other one has waited on all of its previous tile's.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def _loader(a_desc, w_desc, a_bufs, w_bufs, ready, empty, num_m, num_n, n_local,
 
 
 @gluon.jit
-def _consumer(ROLE: gl.constexpr, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem, ready, empty,
+def _consumer(ROLE: gl.constexpr, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem, ready, empty, turn,
               R, N, K, NT, SS_STRIDE, eps, num_m, num_n, n_local, k_tiles, HAS_MASK: gl.constexpr,
               NUM_SMS: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr, NS: gl.constexpr, GROUP: gl.constexpr):
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -79,6 +81,8 @@ def _consumer(ROLE: gl.constexpr, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_buf
     pid = gl.program_id(0)
     for i in range(ROLE, n_local, 2):
         pid_m, pid_n = _tile(pid + i * NUM_SMS, num_m, num_n, GROUP)
+        # wait for the other consumer to have waited on all stages of tile i - 1 (its (i-1)//2-th tile)
+        mbarrier.wait(turn.index(ROLE), ((i - 1) // 2) & 1, pred=i > 0)
         acc = gl.zeros((BM, BN), gl.float32, layout=acc_layout)
         for kk in range(k_tiles):
             step = i * k_tiles + kk
@@ -88,6 +92,7 @@ def _consumer(ROLE: gl.constexpr, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_buf
             acc = warpgroup_mma_wait(num_outstanding=1, deps=(acc,))
             # the previous step's MMA has finished reading its stage: hand it back to the loader
             mbarrier.arrive(empty.index((step + NS - 1) % NS), count=1, pred=kk > 0)
+        mbarrier.arrive(turn.index(1 - ROLE), count=1)  # the other consumer may wait on tile i + 1's stages
         acc = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
         mbarrier.arrive(empty.index((i * k_tiles + k_tiles - 1) % NS), count=1)
         # epilogue: z = gelu(acc · r + b), U (the first K columns) zeroed on padded rows
@@ -113,7 +118,7 @@ def _consumer(ROLE: gl.constexpr, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_buf
 
 @gluon.jit
 def _partition(ROLE: gl.constexpr, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0,
-               c_smem1, ready, empty, R, N, K, NT, SS_STRIDE, eps, HAS_MASK: gl.constexpr, NUM_SMS: gl.constexpr,
+               c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK: gl.constexpr, NUM_SMS: gl.constexpr,
                GROUP: gl.constexpr):
     """Partition ROLE: 0 and 1 are the consumers (even and odd local tiles), 2 the loader."""
     NS: gl.constexpr = a_bufs.type.shape[0]
@@ -128,10 +133,10 @@ def _partition(ROLE: gl.constexpr, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_p
         _loader(a_desc, w_desc, a_bufs, w_bufs, ready, empty, num_m, num_n, n_local, k_tiles, NUM_SMS, BM, BN, BK,
                 NS, GROUP)
     elif ROLE == 0:
-        _consumer(0, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, ready, empty, R, N, K, NT, SS_STRIDE,
+        _consumer(0, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, ready, empty, turn, R, N, K, NT, SS_STRIDE,
                   eps, num_m, num_n, n_local, k_tiles, HAS_MASK, NUM_SMS, BM, BN, NS, GROUP)
     else:
-        _consumer(1, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem1, ready, empty, R, N, K, NT, SS_STRIDE,
+        _consumer(1, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE,
                   eps, num_m, num_n, n_local, k_tiles, HAS_MASK, NUM_SMS, BM, BN, NS, GROUP)
 
 
@@ -147,16 +152,19 @@ def _enricher_ws_kernel(a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, R, N, K
     c_smem1 = gl.allocate_shared_memory(z_desc.dtype, [BM, BN], z_desc.layout)
     ready = gl.allocate_shared_memory(gl.int64, [NS, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [NS, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for s in gl.static_range(NS):
         mbarrier.init(ready.index(s), count=1)
         mbarrier.init(empty.index(s), count=1)
+    for c in gl.static_range(2):
+        mbarrier.init(turn.index(c), count=1)
     gl.warp_specialize([
         (_partition, (0, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, c_smem1, ready,
-                      empty, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
+                      empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
         (_partition, (1, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, c_smem1, ready,
-                      empty, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
+                      empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
         (_partition, (2, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, c_smem1, ready,
-                      empty, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
+                      empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
     ], [4, 1], [232, 24])
 
 
