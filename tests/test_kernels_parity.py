@@ -97,11 +97,11 @@ def test_untuned_fallback_ignores_switches(monkeypatch):
 
 @needs_triton
 def test_enricher_mode_is_validated(monkeypatch):
-    """AVEYB_ENRICHER defaults to tma-tanh; an unknown value is an error naming the variable and the choices."""
+    """AVEYB_ENRICHER defaults to ws; an unknown value is an error naming the variable and the choices."""
     from aveyb.kernels import gemm
 
     monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
-    assert gemm.enricher_mode() == "tma-tanh"
+    assert gemm.enricher_mode() == "ws"
     monkeypatch.setenv("AVEYB_ENRICHER", "cutlass")
     with pytest.raises(ValueError, match="AVEYB_ENRICHER='cutlass'.*tma, tma-tanh, cublas, ws"):
         gemm.enricher_mode()

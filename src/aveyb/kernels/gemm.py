@@ -476,19 +476,22 @@ ENRICHER_MODES = ("tma", "tma-tanh", "cublas", "ws")
 def enricher_mode() -> str:
     """How the 16-bit enricher runs on Hopper (``AVEYB_ENRICHER``):
 
-    * ``tma-tanh`` (default) -- our TMA kernel with GELU in its tanh form on the hardware tanh
-      (one MUFU instruction). It differs from the exact GELU by at most 4.7e-4 (1.5e-4 relative
-      over a N(0, 2²) input), a tenth of bf16's rounding of the result; 20% faster than ``tma``;
+    * ``ws`` (default) -- GELU in its tanh form on the hardware tanh (one MUFU instruction) in a
+      warp-specialised Gluon kernel (:mod:`aveyb.kernels.gluon_enricher`: a loader warp and two
+      ping-pong consumer warpgroups, so one tile's epilogue overlaps the next tile's MMAs). Its
+      output is bitwise that of ``tma-tanh``. Where this Triton has no Gluon or cannot build the
+      kernel, ``tma-tanh`` runs instead (with a warning only if ``ws`` was asked for explicitly);
+      ReLU and SiLU always run ``tma-tanh``'s kernel;
+    * ``tma-tanh`` -- the persistent Triton TMA kernel with the same tanh-form GELU. It differs
+      from the exact GELU by at most 4.7e-4 (1.5e-4 relative over a N(0, 2²) input), a tenth of
+      bf16's rounding of the result;
     * ``tma`` -- the same kernel with the exact GELU (erf to 1.5e-7 by :func:`erf_fast`);
     * ``cublas`` -- RMSNorm applied in one pass, then cuBLASLt with its bias + GELU (tanh form)
-      or ReLU epilogue (SiLU runs ``tma``);
-    * ``ws`` -- the tanh-form GELU of ``tma-tanh`` in a warp-specialised Gluon kernel
-      (:mod:`aveyb.kernels.gluon_enricher`: a loader warp and two ping-pong consumer warpgroups, so
-      one tile's epilogue overlaps the next tile's MMAs). ReLU and SiLU run ``tma-tanh``'s kernel.
+      or ReLU epilogue (SiLU runs ``tma``).
 
     fp32 and the pointer kernels always use the exact activation. Speeds: docs/kernels.md.
     """
-    mode = os.environ.get("AVEYB_ENRICHER", "tma-tanh")
+    mode = os.environ.get("AVEYB_ENRICHER", "ws")
     if mode not in ENRICHER_MODES:
         raise ValueError(f"AVEYB_ENRICHER={mode!r}: expected one of {', '.join(ENRICHER_MODES)}")
     return mode
@@ -523,8 +526,9 @@ def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
             raise
         reason = str(err).splitlines()[0][:120]
     _TMA_BROKEN.add("ws")
-    warnings.warn(f"aveyb: the warp-specialised enricher is unavailable here ({reason}); using tma-tanh instead",
-                  RuntimeWarning, stacklevel=3)
+    if os.environ.get("AVEYB_ENRICHER") == "ws":  # asked for explicitly: say why it is not used
+        warnings.warn(f"aveyb: the warp-specialised enricher is unavailable here ({reason}); using tma-tanh instead",
+                      RuntimeWarning, stacklevel=3)
     return False
 
 
@@ -549,7 +553,7 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
             _enricher_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer enricher",
             _desc(x), _desc(weight), _desc(z), bias, stats.parts, mask_u8,
             rows, n_out, width, stats.count, stats.parts.shape[1], _bucket(rows), eps,
-            HAS_MASK=mask is not None, ACT=act_id, FAST=2 if mode == "tma-tanh" else 1, NUM_SMS=sms,
+            HAS_MASK=mask is not None, ACT=act_id, FAST=1 if mode == "tma" else 2, NUM_SMS=sms,
         )
         if launched:
             return z
