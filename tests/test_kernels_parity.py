@@ -108,6 +108,18 @@ def test_enricher_mode_is_validated(monkeypatch):
 
 
 @needs_triton
+def test_fuser_mode_is_validated(monkeypatch):
+    """AVEYB_FUSER defaults to ws and accepts tma; anything else names the variable and the choices."""
+    from aveyb.kernels import gemm
+
+    monkeypatch.delenv("AVEYB_FUSER", raising=False)
+    assert gemm.fuser_mode() == "ws"
+    monkeypatch.setenv("AVEYB_FUSER", "cublas")
+    with pytest.raises(ValueError, match="AVEYB_FUSER='cublas'.*ws, tma"):
+        gemm.fuser_mode()
+
+
+@needs_triton
 def test_compile_dynamic_is_validated(monkeypatch):
     """AVEYB_COMPILE_DYNAMIC accepts auto, 1, 0 and names itself otherwise."""
     from aveyb.kernels import layers
@@ -335,10 +347,12 @@ def test_layer_forward_parity(case, dtype):
 
 @gpu
 @needs_triton
-@pytest.mark.parametrize("mode", ["tma", "tma-tanh", "cublas", "ws"])
+@pytest.mark.parametrize("env, mode", [("AVEYB_ENRICHER", m) for m in ("tma", "tma-tanh", "cublas", "ws")]
+                         + [("AVEYB_FUSER", m) for m in ("ws", "tma")])
 @pytest.mark.parametrize("case", [LAYER_CASES[1], LAYER_CASES[-1]], ids=["static-d128", "dynamic-d256-padded"])
-def test_enricher_modes_parity(case, mode, monkeypatch):
-    """Every AVEYB_ENRICHER mode of the 16-bit Hopper enricher, through three chained bf16 layers."""
+def test_enricher_modes_parity(case, env, mode, monkeypatch):
+    """Every AVEYB_ENRICHER mode of the 16-bit Hopper enricher and every AVEYB_FUSER mode of the
+    fuser, through three chained bf16 layers."""
     import copy
 
     from aveyb.kernels import gemm
@@ -346,8 +360,8 @@ def test_enricher_modes_parity(case, mode, monkeypatch):
 
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("the enricher modes are Hopper paths")
-    monkeypatch.setenv("AVEYB_ENRICHER", mode)
-    assert gemm.enricher_mode() == mode
+    monkeypatch.setenv(env, mode)
+    assert (gemm.enricher_mode() if env == "AVEYB_ENRICHER" else gemm.fuser_mode()) == mode
     dev, dtype = torch.device("cuda"), torch.bfloat16
     cfg, x, mask = _layer_inputs(case, dev)
     layers = random_layers(cfg, case[0], 3, dev)
@@ -357,7 +371,7 @@ def test_enricher_modes_parity(case, mode, monkeypatch):
         for a, b in zip(layers, ld):
             chain64, chainr = copy.deepcopy(a).double()(chain64, mask), b(chainr, mask)
         chainf = list(run_layers(ld, x.to(dtype), mask))[-1]
-    check(f"3 layers {case[0]} enricher={mode}", chainf, chainr, chain64, dtype)
+    check(f"3 layers {case[0]} {env}={mode}", chainf, chainr, chain64, dtype)
 
 
 @gpu

@@ -1,5 +1,6 @@
-"""The warp-specialised Gluon enricher (AVEYB_ENRICHER=ws) against the Triton TMA kernel (tma-tanh):
-agreement on full and ragged row counts, with and without a padding mask, then time at 16,384 rows.
+"""The warp-specialised Gluon GEMMs against the Triton TMA kernels: the enricher (AVEYB_ENRICHER=ws
+against tma-tanh) on full and ragged row counts, with and without a padding mask, and the fuser
+(AVEYB_FUSER=ws against tma: output and row statistics); then times at 16,384 rows.
 Usage on a GPU: PYTHONPATH=src python3 results/bench/scripts/ws_lab.py  (JSON to $OUT/ws_lab.json)
 """
 import json
@@ -29,8 +30,31 @@ for R in (16384, 1000, 129, 16383):
         rel = float((z.float() - ref.float()).norm() / ref.float().norm())
         out["checks"].append({"rows": R, "mask": mask is not None, "max_abs": diff, "rel": rel})
         print(f"rows {R:6d} mask {mask is not None!s:5s} max|ws - tma-tanh| {diff:.3e} rel {rel:.2e}", flush=True)
+wf = (torch.randn(d, (E - 1) * d, device=dev) / 48).to(dt)
+bf = torch.randn(d, device=dev, dtype=dt) * 0.1
+alpha = torch.tensor(0.9, device=dev, dtype=dt)
+for R in (16384, 1000, 129):
+    x = torch.randn(R, d, device=dev, dtype=dt)
+    z = gemm.enrich(x, gemm.row_stats(x), we, be, None, 0, 1e-6)
+    res = {}
+    for mode in ("tma", "ws"):
+        os.environ["AVEYB_FUSER"] = mode
+        o, stats = gemm.fuse(z[:, d:], wf, bf, x, alpha)
+        res[mode] = (o.float(), stats.parts[:, :stats.count].sum(1))
+    torch.cuda.synchronize()
+    diff = float((res["ws"][0] - res["tma"][0]).abs().max())
+    sdiff = float(((res["ws"][1] - res["tma"][1]).abs() / res["tma"][1]).max())
+    out["checks"].append({"rows": R, "fuser": True, "max_abs": diff, "row_sumsq_rel": sdiff})
+    print(f"fuser rows {R:6d} max|ws - tma| {diff:.3e}  row sum-of-squares rel diff {sdiff:.2e}", flush=True)
 x = torch.randn(16384, d, device=dev, dtype=dt)
 st = gemm.row_stats(x)
+z = gemm.enrich(x, st, we, be, None, 0, 1e-6)
+for rep in range(2):
+    for mode in ("tma", "ws"):
+        os.environ["AVEYB_FUSER"] = mode
+        us = do_bench(lambda: gemm.fuse(z[:, d:], wf, bf, x, alpha), warmup=50, rep=300) * 1e3
+        out["times"].append({"mode": "fuser " + mode, "us": us})
+        print(f"{'fuser ' + mode:10s} {us:8.1f}", flush=True)
 print(f"{'mode':10s} {'us':>8s}")
 for rep in range(2):
     for mode in ("tma-tanh", "ws"):

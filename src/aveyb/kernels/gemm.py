@@ -477,7 +477,7 @@ def enricher_mode() -> str:
     """How the 16-bit enricher runs on Hopper (``AVEYB_ENRICHER``):
 
     * ``ws`` (default) -- GELU in its tanh form on the hardware tanh (one MUFU instruction) in a
-      warp-specialised Gluon kernel (:mod:`aveyb.kernels.gluon_enricher`: a loader warp and two
+      warp-specialised Gluon kernel (:mod:`aveyb.kernels.gluon_gemm`: a loader warp and two
       ping-pong consumer warpgroups, so one tile's epilogue overlaps the next tile's MMAs). Its
       output is bitwise that of ``tma-tanh``. Where this Triton has no Gluon or cannot build the
       kernel, ``tma-tanh`` runs instead (with a warning only if ``ws`` was asked for explicitly);
@@ -509,15 +509,13 @@ def _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z):
     return z
 
 
-def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
-    """The Gluon kernel, or False (warned once) where this Triton has no Gluon or cannot build it."""
-    if "ws" in _TMA_BROKEN:
-        return False
+def _gluon(name: str, env: str, run):
+    """``run()``'s result (a Gluon kernel launch), or None where this Triton has no Gluon or cannot
+    build the kernel (warned once if ``env`` asked for it explicitly), so the caller falls back."""
+    if name in _TMA_BROKEN:
+        return None
     try:
-        from aveyb.kernels.gluon_enricher import enrich_ws
-
-        enrich_ws(x, stats.parts, stats.count, weight, bias, mask_u8, mask is not None, eps, z, _num_sms(x.device))
-        return True
+        return run()
     except ImportError as err:
         reason = str(err)
     except Exception as err:  # noqa: BLE001  only compiler failures are expected here
@@ -525,11 +523,33 @@ def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
                 isinstance(err, RuntimeError) and "PassManager" not in str(err) and "ptxas" not in str(err)):
             raise
         reason = str(err).splitlines()[0][:120]
-    _TMA_BROKEN.add("ws")
-    if os.environ.get("AVEYB_ENRICHER") == "ws":  # asked for explicitly: say why it is not used
-        warnings.warn(f"aveyb: the warp-specialised enricher is unavailable here ({reason}); using tma-tanh instead",
-                      RuntimeWarning, stacklevel=3)
-    return False
+    _TMA_BROKEN.add(name)
+    if os.environ.get(env) == "ws":  # asked for explicitly: say why it is not used
+        warnings.warn(f"aveyb: the warp-specialised {name} is unavailable here ({reason}); using the Triton TMA "
+                      "kernel instead", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
+    def run():
+        from aveyb.kernels.gluon_gemm import enrich_ws
+
+        enrich_ws(x, stats.parts, stats.count, weight, bias, mask_u8, mask is not None, eps, z, _num_sms(x.device))
+        return True
+    return _gluon("enricher", "AVEYB_ENRICHER", run) is not None
+
+
+FUSER_MODES = ("ws", "tma")
+
+
+def fuser_mode() -> str:
+    """How the 16-bit fuser runs on Hopper (``AVEYB_FUSER``): ``ws`` (default), the warp-specialised
+    Gluon kernel of :mod:`aveyb.kernels.gluon_gemm` (falls back to ``tma`` where it cannot be
+    built), or ``tma``, the persistent Triton kernel. Both compute the same sums in fp32."""
+    mode = os.environ.get("AVEYB_FUSER", "ws")
+    if mode not in FUSER_MODES:
+        raise ValueError(f"AVEYB_FUSER={mode!r}: expected one of {', '.join(FUSER_MODES)}")
+    return mode
 
 
 def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
@@ -579,6 +599,14 @@ def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Ten
     launched = False
     if use_tma(width, f, weight, x, out):
         sms = _num_sms(x.device)
+        if fuser_mode() == "ws":
+            def run():
+                from aveyb.kernels.gluon_gemm import fuse_ws
+
+                return fuse_ws(f, weight, bias, x, alpha, out, parts, sms)
+            count = _gluon("fuser", "AVEYB_FUSER", run)
+            if count is not None:
+                return out, RowStats(parts, count)
         launched = _launch_tma(
             _fuser_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer fuser",
             _desc(f), _desc(weight), _desc(x), _desc(out), bias, alpha, parts,
