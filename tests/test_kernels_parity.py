@@ -109,13 +109,13 @@ def test_enricher_mode_is_validated(monkeypatch):
 
 @needs_triton
 def test_fuser_mode_is_validated(monkeypatch):
-    """AVEYB_FUSER defaults to ws and accepts tma; anything else names the variable and the choices."""
+    """AVEYB_FUSER defaults to tma and accepts ws; anything else names the variable and the choices."""
     from aveyb.kernels import gemm
 
     monkeypatch.delenv("AVEYB_FUSER", raising=False)
-    assert gemm.fuser_mode() == "ws"
+    assert gemm.fuser_mode() == "tma"
     monkeypatch.setenv("AVEYB_FUSER", "cublas")
-    with pytest.raises(ValueError, match="AVEYB_FUSER='cublas'.*ws, tma"):
+    with pytest.raises(ValueError, match="AVEYB_FUSER='cublas'.*tma, ws"):
         gemm.fuser_mode()
 
 

@@ -1,5 +1,5 @@
 """The layer's two GEMMs as warp-specialised Hopper kernels written in Gluon (``AVEYB_ENRICHER=ws``,
-``AVEYB_FUSER=ws``, the defaults on Hopper).
+the default on Hopper, and ``AVEYB_FUSER=ws``, opt-in).
 
 * enricher (KIND 0): ``gemm._enricher_tma_kernel`` with the tanh-form GELU, Z = act(r · (X · W'ᵀ)
   + b), W' = W_e · diag(g), r the RMSNorm row scale from the previous fuser's partial sums;
