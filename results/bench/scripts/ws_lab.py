@@ -63,6 +63,18 @@ for rep in range(2):
         us = do_bench_cudagraph(lambda: gemm.enrich(x, st, we, be, None, 0, 1e-6), rep=300) * 1e3
         out["times"].append({"mode": mode, "us": us})
         print(f"{mode:10s} {us:8.1f}", flush=True)
+from aveyb.kernels import gluon_gemm  # noqa: E402  stage count and tile grouping of the Gluon enricher
+
+os.environ["AVEYB_ENRICHER"] = "ws"
+for stages, group in ((3, 8), (4, 8), (5, 8), (4, 16), (4, 4)):
+    gluon_gemm.STAGES, gluon_gemm.GROUP_M = stages, group
+    try:
+        us = do_bench_cudagraph(lambda: gemm.enrich(x, st, we, be, None, 0, 1e-6), rep=300) * 1e3
+        out["times"].append({"mode": f"ws stages {stages} group {group}", "us": us})
+        print(f"ws stages {stages} group {group}: {us:8.1f}", flush=True)
+    except Exception as e:  # noqa: BLE001  e.g. out of shared memory
+        print(f"ws stages {stages} group {group}: FAILED {str(e).splitlines()[0][:100]}", flush=True)
+gluon_gemm.STAGES, gluon_gemm.GROUP_M = 4, 8
 us = do_bench_cudagraph(lambda: x @ we.T, rep=300) * 1e3
 out["times"].append({"mode": "cublas bare mm", "us": us})
 print(f"{'cublas mm':10s} {us:8.1f}")
