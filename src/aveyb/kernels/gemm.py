@@ -11,8 +11,10 @@ Fuser (SPEC 3.3): out = W_f · Z[:, d:] + b_f + α · X. The epilogue adds bias 
 writes, per row and column tile, the partial sum of squares of the (rounded) output: the next
 layer's enricher sums those partials to get its RMSNorm scale, so no pass re-reads X for it.
 
-Two implementations of each: persistent TMA kernels (Hopper or newer, 16-bit data, d a multiple
-of 128), and pointer-based tiled kernels for everything else (fp32, small d, older GPUs).
+Two Triton implementations of each: persistent TMA kernels (Hopper or newer, 16-bit data, d a
+multiple of 128), and pointer-based tiled kernels for everything else (fp32, small d, older GPUs).
+On Hopper the enricher runs by default as the warp-specialised Gluon kernel of ``gluon_gemm``
+(``enricher_mode``); the fuser can (``fuser_mode``).
 """
 
 from __future__ import annotations
