@@ -53,6 +53,7 @@ def _gelu_tanh(x):
 
 @gluon.jit
 def _tile(t, num_m, num_n, GROUP: gl.constexpr):
+    """(row tile, column tile) of tile ``t`` in grouped order, as ``gemm._grouped_tile``."""
     per_group = GROUP * num_n
     first_m = (t // per_group) * GROUP
     size = gl.minimum(num_m - first_m, GROUP)
@@ -63,7 +64,7 @@ def _tile(t, num_m, num_n, GROUP: gl.constexpr):
 def _loader(a_desc, w_desc, a_bufs, w_bufs, ready, empty, num_m, num_n, n_local, k_tiles, NUM_SMS: gl.constexpr,
             BM: gl.constexpr, BN: gl.constexpr, BK: gl.constexpr, NS: gl.constexpr, GROUP: gl.constexpr):
     pid = gl.program_id(0)
-    nbytes: gl.constexpr = (BM + BN) * BK * 2
+    nbytes: gl.constexpr = (BM + BN) * BK * 2  # 16-bit operands
     for i in range(n_local):
         pid_m, pid_n = _tile(pid + i * NUM_SMS, num_m, num_n, GROUP)
         for kk in range(k_tiles):
@@ -215,6 +216,8 @@ def _launch(a, weight, out, bias, ss, mask_u8, x, alpha, nt, eps, kind, has_mask
     rows, k = a.shape
     n_out = weight.shape[0]
     grid = (min(num_sms, triton.cdiv(rows, BLOCK_M) * triton.cdiv(n_out, BLOCK_N)),)
+    # 4 + 4 + 1 warps run as three warpgroups: 12 warps x 32 threads x 168 registers fit the 64K
+    # register file; the partitions then reallocate (consumers 232 each, loader 24).
     _gemm_ws_kernel[grid](
         _desc(a, [BLOCK_M, BLOCK_K]), _desc(weight, [BLOCK_N, BLOCK_K]), _desc(out, [BLOCK_M, BLOCK_N]), bias, ss,
         mask_u8, x, alpha, rows, n_out, k, nt, ss.shape[1], eps,
@@ -223,11 +226,11 @@ def _launch(a, weight, out, bias, ss, mask_u8, x, alpha, nt, eps, kind, has_mask
 
 def enrich_ws(x, parts, count, weight, bias, mask_u8, has_mask: bool, eps: float, z, num_sms: int) -> None:
     """Z (R, N) <- gelu_tanh(r · (x · weightᵀ) + bias), U zeroed on masked rows; 16-bit, Hopper."""
-    _launch(x, weight, z, bias, parts, mask_u8, x, bias, count, eps, 0, has_mask, num_sms)
+    _launch(x, weight, z, bias, parts, mask_u8, x, bias, count, eps, 0, has_mask, num_sms)  # x_ptr, alpha_ptr unused
 
 
 def fuse_ws(f, weight, bias, x, alpha, out, parts, num_sms: int) -> int:
     """out (R, d) <- f · weightᵀ + bias + α · x; parts[:, j] = Σ out² over column tile j. Returns
     the number of column tiles (the partial sums written)."""
-    _launch(f, weight, out, bias, parts, x, x, alpha, 1, 0.0, 1, False, num_sms)
+    _launch(f, weight, out, bias, parts, x, x, alpha, 1, 0.0, 1, False, num_sms)  # mask_ptr, NT, eps unused
     return triton.cdiv(weight.shape[0], BLOCK_N)
