@@ -156,6 +156,22 @@ def test_gluon_gemm_builds_for_hopper(kind, has_mask):
 
 
 @needs_triton
+def test_gluon_descriptor_layouts_are_cached():
+    """The TMA descriptors' shared-memory layouts are built once per (block, dtype) and are the
+    layouts Gluon would build for them."""
+    pytest.importorskip("triton.experimental.gluon")
+    from triton.experimental.gluon import language as gl
+
+    from aveyb.kernels import gluon_gemm
+
+    x = torch.empty(300, 256, dtype=torch.bfloat16)
+    a, b = gluon_gemm._desc(x, [128, 64]), gluon_gemm._desc(x[:, 64:], [128, 64])
+    assert a.layout is b.layout
+    assert a.layout == gl.NVMMASharedLayout.get_default_for([128, 64], gl.bfloat16)
+    assert gluon_gemm._desc(x.half(), [128, 64]).layout == gl.NVMMASharedLayout.get_default_for([128, 64], gl.float16)
+
+
+@needs_triton
 def test_gluon_fallback_is_quiet_unless_asked(monkeypatch):
     """Where a Gluon kernel cannot be imported, the caller falls back; only an explicit request warns."""
     import warnings
