@@ -169,14 +169,10 @@ def _partition(ROLE: gl.constexpr, KIND: gl.constexpr, a_desc, w_desc, z_desc, b
     if ROLE == 2:
         _loader(a_desc, w_desc, a_bufs, w_bufs, ready, empty, num_m, num_n, n_local, k_tiles, NUM_SMS, BM, BN, BK,
                 NS, GROUP)
-    elif ROLE == 0:
-        _consumer(0, KIND, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs, w_bufs, c_smem0, ready, empty,
-                  turn, R, N, K, NT, SS_STRIDE, eps, num_m, num_n, n_local, k_tiles, HAS_MASK, NUM_SMS, BM, BN, NS,
-                  GROUP)
-    else:
-        _consumer(1, KIND, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs, w_bufs, c_smem1, ready, empty,
-                  turn, R, N, K, NT, SS_STRIDE, eps, num_m, num_n, n_local, k_tiles, HAS_MASK, NUM_SMS, BM, BN, NS,
-                  GROUP)
+    else:  # each consumer stages its output tile in its own buffer
+        _consumer(ROLE, KIND, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs, w_bufs,
+                  c_smem0 if ROLE == 0 else c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, num_m, num_n,
+                  n_local, k_tiles, HAS_MASK, NUM_SMS, BM, BN, NS, GROUP)
 
 
 @gluon.jit
