@@ -96,27 +96,20 @@ def test_untuned_fallback_ignores_switches(monkeypatch):
 
 
 @needs_triton
-def test_enricher_mode_is_validated(monkeypatch):
-    """AVEYB_ENRICHER defaults to ws; an unknown value is an error naming the variable and the choices."""
+@pytest.mark.parametrize("var, getter, default, bad, choices", [
+    ("AVEYB_ENRICHER", "enricher_mode", "ws", "cutlass", "tma, tma-tanh, cublas, ws"),
+    ("AVEYB_FUSER", "fuser_mode", "tma", "cublas", "tma, ws"),
+])
+def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch):
+    """AVEYB_ENRICHER defaults to ws, AVEYB_FUSER to tma; an unknown value is an error naming the
+    variable and the choices."""
     from aveyb.kernels import gemm
 
-    monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
-    assert gemm.enricher_mode() == "ws"
-    monkeypatch.setenv("AVEYB_ENRICHER", "cutlass")
-    with pytest.raises(ValueError, match="AVEYB_ENRICHER='cutlass'.*tma, tma-tanh, cublas, ws"):
-        gemm.enricher_mode()
-
-
-@needs_triton
-def test_fuser_mode_is_validated(monkeypatch):
-    """AVEYB_FUSER defaults to tma and accepts ws; anything else names the variable and the choices."""
-    from aveyb.kernels import gemm
-
-    monkeypatch.delenv("AVEYB_FUSER", raising=False)
-    assert gemm.fuser_mode() == "tma"
-    monkeypatch.setenv("AVEYB_FUSER", "cublas")
-    with pytest.raises(ValueError, match="AVEYB_FUSER='cublas'.*tma, ws"):
-        gemm.fuser_mode()
+    monkeypatch.delenv(var, raising=False)
+    assert getattr(gemm, getter)() == default
+    monkeypatch.setenv(var, bad)
+    with pytest.raises(ValueError, match=f"{var}='{bad}'.*{choices}"):
+        getattr(gemm, getter)()
 
 
 @needs_triton
@@ -125,7 +118,7 @@ def test_gluon_gemm_builds_for_hopper(kind, has_mask):
     """The warp-specialised Gluon GEMM compiles for sm_90 on a CPU machine (Triton needs no GPU to
     compile): warp-specialised (register reallocation between partitions), wgmma, and for the
     enricher the hardware tanh. Catches Gluon API drift without a GPU."""
-    gluon = pytest.importorskip("triton.experimental.gluon")  # noqa: F841  Tritons without Gluon fall back
+    pytest.importorskip("triton.experimental.gluon")  # Tritons without Gluon fall back
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon import language as gl

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
+from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, tunable
 
 _GEMM_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
@@ -451,22 +451,30 @@ def scaled_enricher_weight(layer, dtype: torch.dtype) -> torch.Tensor:
     return scaled
 
 
-def _launch_tma(kernel, grid, fallback_name: str, *args, **kwargs) -> bool:
-    """Run a TMA kernel; if this Triton cannot compile it, warn once and let the caller fall back."""
+def _try_build(key, run, message: str, warn: bool = True):
+    """``run()``'s result, or None where this Triton cannot build the kernel (a compiler failure, or
+    no Gluon): ``key`` is then marked broken, so later calls fall back at once, and ``message``
+    (formatted with the reason) is warned once if ``warn``. Runtime failures propagate."""
     from triton.compiler.errors import CompilationError
 
-    if kernel in _TMA_BROKEN:
-        return False
+    if key in _TMA_BROKEN:
+        return None
     try:
-        kernel[grid](*args, **kwargs)
-        return True
-    except (CompilationError, RuntimeError) as err:
+        return run()
+    except (ImportError, CompilationError, RuntimeError) as err:
         if isinstance(err, RuntimeError) and "PassManager" not in str(err) and "ptxas" not in str(err):
             raise  # a real runtime failure, not a compiler one
-        _TMA_BROKEN.add(kernel)
-        warnings.warn(f"aveyb: the TMA kernel could not be built here ({str(err).splitlines()[0][:120]}); "
-                      f"using {fallback_name} instead", RuntimeWarning, stacklevel=3)
-        return False
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+    _TMA_BROKEN.add(key)
+    if warn:
+        warnings.warn("aveyb: " + message.format(reason), RuntimeWarning, stacklevel=4)
+    return None
+
+
+def _launch_tma(kernel, grid, fallback_name: str, *args, **kwargs) -> bool:
+    """Run a TMA kernel; if this Triton cannot compile it, warn once and let the caller fall back."""
+    return _try_build(kernel, lambda: kernel[grid](*args, **kwargs) or True,
+                      "the TMA kernel could not be built here ({}); using " + fallback_name + " instead") is not None
 
 
 _TMA_BROKEN: set = set()
@@ -493,10 +501,7 @@ def enricher_mode() -> str:
 
     fp32 and the pointer kernels always use the exact activation. Speeds: docs/kernels.md.
     """
-    mode = os.environ.get("AVEYB_ENRICHER", "ws")
-    if mode not in ENRICHER_MODES:
-        raise ValueError(f"AVEYB_ENRICHER={mode!r}: expected one of {', '.join(ENRICHER_MODES)}")
-    return mode
+    return env_choice("AVEYB_ENRICHER", ENRICHER_MODES, "ws")
 
 
 def _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z):
@@ -514,22 +519,8 @@ def _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z):
 def _gluon(name: str, env: str, run):
     """``run()``'s result (a Gluon kernel launch), or None where this Triton has no Gluon or cannot
     build the kernel (warned once if ``env`` asked for it explicitly), so the caller falls back."""
-    if name in _TMA_BROKEN:
-        return None
-    try:
-        return run()
-    except ImportError as err:
-        reason = str(err)
-    except Exception as err:  # noqa: BLE001  only compiler failures are expected here
-        if type(err).__name__ not in ("CompilationError", "RuntimeError") or (
-                isinstance(err, RuntimeError) and "PassManager" not in str(err) and "ptxas" not in str(err)):
-            raise
-        reason = str(err).splitlines()[0][:120]
-    _TMA_BROKEN.add(name)
-    if os.environ.get(env) == "ws":  # asked for explicitly: say why it is not used
-        warnings.warn(f"aveyb: the warp-specialised {name} is unavailable here ({reason}); using the Triton TMA "
-                      "kernel instead", RuntimeWarning, stacklevel=3)
-    return None
+    return _try_build(name, run, f"the warp-specialised {name} is unavailable here ({{}}); using the Triton TMA "
+                      "kernel instead", warn=os.environ.get(env) == "ws")
 
 
 def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
@@ -550,10 +541,7 @@ def fuser_mode() -> str:
     (falls back to ``tma`` where it cannot be built). Their outputs agree bitwise (row statistics
     to 2.4e-7); in the model at 2,048 tokens ``ws`` was not faster (docs/kernels.md), its epilogue
     (bias, residual, statistics) being too light to be worth hiding."""
-    mode = os.environ.get("AVEYB_FUSER", "tma")
-    if mode not in FUSER_MODES:
-        raise ValueError(f"AVEYB_FUSER={mode!r}: expected one of {', '.join(FUSER_MODES)}")
-    return mode
+    return env_choice("AVEYB_FUSER", FUSER_MODES, "tma")
 
 
 def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from aveyb.kernels import gemm
-from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
+from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, tunable
 from aveyb.model import layers as ref
 
 ACT_IDS = {"gelu": 0, "gelu_tanh": 1, "relu": 2, "silu": 3}
@@ -202,9 +202,7 @@ def _compiled(fn):
     change), ``1`` (dynamic from the start), ``0`` (recompile per shape)."""
     if os.environ.get("AVEYB_COMPILE_LAYERS", "1") == "0":
         return fn
-    choice = os.environ.get("AVEYB_COMPILE_DYNAMIC", "auto")
-    if choice not in _DYNAMIC:
-        raise ValueError(f"AVEYB_COMPILE_DYNAMIC={choice!r}: expected one of {', '.join(_DYNAMIC)}")
+    choice = env_choice("AVEYB_COMPILE_DYNAMIC", _DYNAMIC, "auto")
     key = (fn, choice)
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(fn, dynamic=_DYNAMIC[choice])

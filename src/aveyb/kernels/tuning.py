@@ -20,6 +20,15 @@ def tunable(configs: list) -> list:
     return configs
 
 
+def env_choice(var: str, choices, default: str) -> str:
+    """The value of environment variable ``var``, which must be one of ``choices``: anything else is a
+    ValueError naming the variable and what is allowed."""
+    value = os.environ.get(var, default)
+    if value not in choices:
+        raise ValueError(f"{var}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """fp32 inputs: 3xTF32 (about fp32 accuracy, so selections match the fp32 reference); bf16/fp16
     inputs use the tensor cores' native path and the flag is ignored."""
