@@ -383,6 +383,21 @@ def _layer_inputs(case, dev):
     return cfg, x, mask
 
 
+def _three_layers(layers, x, mask, dtype):
+    """``layers`` applied in turn in ``dtype``: (the ``dtype`` copies, fused ``run_layers`` output, same-dtype
+    reference output, float64 reference output). The second and third fused layers take their RMSNorm
+    statistics from the previous fuser."""
+    import copy
+
+    from aveyb.kernels.layers import run_layers
+
+    ld = [copy.deepcopy(lay).to(dtype) for lay in layers]
+    chain64, chainr = x.double(), x.to(dtype)
+    for a, b in zip(layers, ld):
+        chain64, chainr = copy.deepcopy(a).double()(chain64, mask), b(chainr, mask)
+    return ld, list(run_layers(ld, x.to(dtype), mask))[-1], chainr, chain64
+
+
 @gpu
 @needs_triton
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
@@ -393,21 +408,16 @@ def test_layer_forward_parity(case, dtype):
     layers (the second and third take their RMSNorm statistics from the previous fuser)."""
     import copy
 
-    from aveyb.kernels.layers import layer_forward, run_layers
+    from aveyb.kernels.layers import layer_forward
 
     dev = torch.device("cuda")
     cfg, x, mask = _layer_inputs(case, dev)
     layers = random_layers(cfg, case[0], 3, dev)
-    l64 = [copy.deepcopy(lay).double() for lay in layers]
-    ld = [copy.deepcopy(lay).to(dtype) for lay in layers]
     with torch.no_grad():
-        out64 = l64[0](x.double(), mask)
+        ld, chainf, chainr, chain64 = _three_layers(layers, x, mask, dtype)
+        out64 = copy.deepcopy(layers[0]).double()(x.double(), mask)
         outr = ld[0](x.to(dtype), mask)
         outf = layer_forward(ld[0], x.to(dtype), mask)
-        chain64, chainr = x.double(), x.to(dtype)
-        for a, b in zip(l64, ld):
-            chain64, chainr = a(chain64, mask), b(chainr, mask)
-        chainf = list(run_layers(ld, x.to(dtype), mask))[-1]
     name = "/".join(case[:3])
     check(f"layer {name} fwd", outf, outr, out64, dtype)
     check(f"3 layers {name} fwd", chainf, chainr, chain64, dtype)
@@ -421,10 +431,7 @@ def test_layer_forward_parity(case, dtype):
 def test_enricher_modes_parity(case, env, mode, monkeypatch):
     """Every AVEYB_ENRICHER mode of the 16-bit Hopper enricher and every AVEYB_FUSER mode of the
     fuser, through three chained bf16 layers."""
-    import copy
-
     from aveyb.kernels import gemm
-    from aveyb.kernels.layers import run_layers
 
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("the enricher modes are Hopper paths")
@@ -433,12 +440,8 @@ def test_enricher_modes_parity(case, env, mode, monkeypatch):
     dev, dtype = torch.device("cuda"), torch.bfloat16
     cfg, x, mask = _layer_inputs(case, dev)
     layers = random_layers(cfg, case[0], 3, dev)
-    ld = [copy.deepcopy(lay).to(dtype) for lay in layers]
     with torch.no_grad():
-        chain64, chainr = x.double(), x.to(dtype)
-        for a, b in zip(layers, ld):
-            chain64, chainr = copy.deepcopy(a).double()(chain64, mask), b(chainr, mask)
-        chainf = list(run_layers(ld, x.to(dtype), mask))[-1]
+        _, chainf, chainr, chain64 = _three_layers(layers, x, mask, dtype)
     check(f"3 layers {case[0]} {env}={mode}", chainf, chainr, chain64, dtype)
 
 
