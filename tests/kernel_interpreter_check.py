@@ -23,6 +23,12 @@ CASES = {  # name -> what it checks
     "layers-dynamic-softmax-gelu_tanh": "dynamic layers, softmax with tau and masked keys",
     "layers-coupled-signed_sum-silu": "coupled layers (P ⊙ A), signed sum, unpadded",
     "layers-dynamic-none-relu": "dynamic layers without normalisation, S not a power of 2",
+    "train-static-sum-gelu": "training layer (LayerFunction): output and every gradient, padded",
+    "train-dynamic-sum-gelu": "training layer, dynamic divide-by-sum: N, dC, ρ and the cosines' backward",
+    "train-dynamic-softmax-gelu_tanh": "training layer, softmax with masked keys: dτ",
+    "train-coupled-signed_sum-silu": "training layer, coupled (dP), signed sum, unpadded",
+    "train-dynamic-none-relu": "training layer, no normalisation, S not a power of 2",
+    "train-coupled-softmax-gelu": "training layer, coupled softmax, padded: dP and dτ together",
     "gemm-tma-enricher": "persistent TMA enricher: RMSNorm fold, bias, GELU, U masking",
     "gemm-cublas-enricher": "the cuBLAS enricher's RMSNorm pass (row statistics), bias + GELU, U masking",
     "gemm-tma-fuser": "persistent TMA fuser on the strided view Z[:, d:]: bias, residual, row statistics",
@@ -80,6 +86,37 @@ def _layers(kind, norm, act, n_split, split, width, padded):
         out = list(fused.run_layers(layers, x, mask))[-1]
     # Against float64, next to the float32 reference's own error (signed_sum is ill-conditioned).
     return _rel(out, ref64), _rel(ref, ref64)
+
+
+def _train(kind, norm, act, n_split, split, width, padded):
+    """Output and gradients (x and every parameter) of ``training.layer_train_forward`` against
+    float64 autograd through the reference; returns the tensor whose error is largest relative
+    to its bound, as (error, the float32 reference's own error)."""
+    import torch
+
+    from aveyb.config import preset_config
+    from aveyb.kernels.training import layer_train_forward
+
+    cfg = preset_config("tiny", hidden_size=width, split_size=split, dynamic_norm=norm, hidden_act=act)
+    (layer,) = random_layers(cfg, kind, 1)
+    x = torch.randn(n_split, split, width)
+    mask = None
+    if padded:
+        mask = torch.rand(n_split, split) > 0.3
+        mask[-1] = False
+    grad_out = torch.randn(n_split, split, width)
+
+    def run(lay, xx, fn):
+        xx = xx.detach().requires_grad_(True)
+        out = fn(lay, xx)
+        grads = torch.autograd.grad((out.double() * grad_out.double()).sum(), [xx, *lay.parameters()])
+        return [out.detach(), *grads]
+
+    got = run(layer, x, lambda lay, xx: layer_train_forward(lay, xx, mask, act))
+    ref = run(layer, x, lambda lay, xx: lay(xx, mask))
+    ref64 = run(copy.deepcopy(layer).double(), x.double(), lambda lay, xx: lay(xx, mask))
+    errs = [(_rel(a, c), _rel(b, c)) for a, b, c in zip(got, ref, ref64)]
+    return max(errs, key=lambda e: e[0] / max(1e-5, 3 * e[1]))
 
 
 def _gemm(which, cublas=False):
@@ -194,6 +231,10 @@ def run(name: str) -> float:
         _, kind, norm, act = name.split("-")
         split, padded = (24, False) if kind == "coupled" else ((20, False) if norm == "none" else (32, True))
         return _layers(kind, norm, act, 3, split, 48, padded)
+    if name.startswith("train-"):
+        _, kind, norm, act = name.split("-")
+        split, padded = (16, norm == "softmax") if kind == "coupled" else ((19, True) if norm == "none" else (24, True))
+        return _train(kind, norm, act, 3, split, 32, padded)
     if name.startswith("gemm-"):
         return _gemm(name.rsplit("-", 1)[1], cublas=name.startswith("gemm-cublas-"))
     cases = {

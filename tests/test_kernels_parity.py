@@ -445,15 +445,60 @@ def test_enricher_modes_parity(case, env, mode, monkeypatch):
     check(f"3 layers {case[0]} {env}={mode}", chainf, chainr, chain64, dtype)
 
 
+TRAIN_PRECISIONS = {"fp32": (torch.float32, False), "bf16": (torch.bfloat16, False), "autocast": (torch.float32, True)}
+
+
 @gpu
 @needs_triton
-@pytest.mark.parametrize("case", [LAYER_CASES[0], LAYER_CASES[3], LAYER_CASES[4]], ids=["static", "dynamic", "softmax"])
-def test_layer_training_path(case):
-    """With autograd on, the fused layer runs the reference compiled: same outputs and gradients."""
+@pytest.mark.parametrize("precision", list(TRAIN_PRECISIONS))
+@pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_layer_training_path(case, precision, monkeypatch):
+    """With autograd on, the hand-written training layer (AVEYB_TRAIN_LAYER=triton): output and the
+    gradients of x and every parameter against float64 autograd through the reference; in fp32,
+    bf16, and fp32 weights under bf16 autocast (the pretraining recipe: the reference there runs under
+    the same autocast)."""
     import copy
 
     from aveyb.kernels.layers import layer_forward
 
+    monkeypatch.setenv("AVEYB_TRAIN_LAYER", "triton")
+    dev = torch.device("cuda")
+    dtype, autocast = TRAIN_PRECISIONS[precision]
+    cfg, x, mask = _layer_inputs(case, dev)
+    (layer,) = random_layers(cfg, case[0], 1, dev)
+    grad_out = torch.randn(x.shape, device=dev)
+
+    def run(layer_, xx, fn, amp=False):
+        xx = xx.detach().requires_grad_(True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            out = fn(layer_, xx, mask)
+        grads = torch.autograd.grad((out.double() * grad_out.double()).sum(), [xx] + list(layer_.parameters()))
+        return out, grads
+
+    out64, g64 = run(copy.deepcopy(layer).double(), x.double(), lambda l_, xx, mk: l_(xx, mk))
+    ld = copy.deepcopy(layer).to(dtype)
+    outr, gr = run(ld, x.to(dtype), lambda l_, xx, mk: l_(xx, mk), autocast)
+    outf, gf = run(ld, x.to(dtype), layer_forward, autocast)
+    assert outf.dtype == outr.dtype
+    tol_dtype = torch.bfloat16 if autocast else dtype
+    name = "/".join(map(str, case[:3])) + f" {precision}"
+    check(f"train {name} fwd", outf, outr, out64, tol_dtype)
+    names = ["x"] + [n for n, _ in layer.named_parameters()]
+    for pname, a, b, c in zip(names, gf, gr, g64):
+        assert a.dtype == b.dtype, pname
+        check(f"train {name} grad {pname}", a, b, c, tol_dtype)
+
+
+@gpu
+@needs_triton
+@pytest.mark.parametrize("case", [LAYER_CASES[0], LAYER_CASES[3], LAYER_CASES[4]], ids=["static", "dynamic", "softmax"])
+def test_layer_training_path_compiled(case, monkeypatch):
+    """AVEYB_TRAIN_LAYER=compile: the reference layer under torch.compile, same outputs and gradients."""
+    import copy
+
+    from aveyb.kernels.layers import layer_forward
+
+    monkeypatch.setenv("AVEYB_TRAIN_LAYER", "compile")
     dev, dtype = torch.device("cuda"), torch.bfloat16
     cfg, x, mask = _layer_inputs(case, dev)
     (layer,) = random_layers(cfg, case[0], 1, dev)
@@ -469,10 +514,10 @@ def test_layer_training_path(case):
     ld = copy.deepcopy(layer).to(dtype)
     outr, gr = run(ld, x.to(dtype), lambda l_, xx, mk: l_(xx, mk))
     outf, gf = run(ld, x.to(dtype), layer_forward)
-    check(f"layer {case[0]} fwd (autograd)", outf, outr, out64, dtype)
+    check(f"layer {case[0]} fwd (compiled)", outf, outr, out64, dtype)
     names = ["x"] + [n for n, _ in layer.named_parameters()]
     for name, a, b, c in zip(names, gf, gr, g64):
-        check(f"layer {case[0]} grad {name}", a, b, c, dtype)
+        check(f"layer {case[0]} grad {name} (compiled)", a, b, c, dtype)
 
 
 @gpu

@@ -15,9 +15,9 @@ Inference (no autograd) runs a layer as three launches:
    writes the row statistics the next layer's enricher needs.
 
 Neither RMSNorm(X), the pre-activation Z, act(Z), mix(U), the concatenation nor the residual is
-a separate pass over memory. Training (autograd on) runs the reference layer under
-``torch.compile``: Inductor generates its forward and backward kernels; there are no hand-written
-backward kernels for the layer (docs/kernels.md).
+a separate pass over memory. Training (autograd on) runs ``training.LayerFunction``: hand-written
+forward and backward kernels around cuBLAS GEMMs (``AVEYB_TRAIN_LAYER=compile``: the reference
+layer under ``torch.compile`` instead; docs/kernels.md).
 """
 
 from __future__ import annotations
@@ -38,12 +38,16 @@ NORM_IDS = {"sum": 0, "softmax": 1, "none": 2, "signed_sum": 3}
 
 
 @triton.jit
-def _gate_store(z_ptr, m, rows, dd, mixed, S, D, ZW):
-    """Z[m, rows, D + dd] = G[m, rows, dd] * mixed, in place (G sits where its product goes)."""
+def _gate_store(z_ptr, save_ptr, m, rows, dd, mixed, S, D, ZW, SAVE: tl.constexpr):
+    """Z[m, rows, D + dd] = G[m, rows, dd] * mixed, in place (G sits where its product goes);
+    SAVE: also mix(U) itself into save (M·S, D), which the training path's backward needs."""
     ok = (rows < S)[:, None] & (dd < D)[None, :]
-    offs = (m.to(tl.int64) * S + rows)[:, None] * ZW + D + dd[None, :]
+    r64 = m.to(tl.int64) * S + rows
+    offs = r64[:, None] * ZW + D + dd[None, :]
     g = tl.load(z_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     tl.store(z_ptr + offs, (g * mixed).to(z_ptr.dtype.element_ty), mask=ok)
+    if SAVE:
+        tl.store(save_ptr + r64[:, None] * D + dd[None, :], mixed.to(save_ptr.dtype.element_ty), mask=ok)
 
 
 _STATIC_CONFIGS = [
@@ -56,7 +60,7 @@ _STATIC_CONFIGS = [
 @triton.autotune(configs=tunable(_STATIC_CONFIGS), key=["S", "D", "ZW"], restore_value=["z_ptr"])
 @triton.jit
 def _static_mix_kernel(
-    z_ptr, p_ptr, S, D, ZW,
+    z_ptr, p_ptr, save_ptr, S, D, ZW, SAVE: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
     """G[m, rows, dd] <- G * (P @ U)[rows, dd], U = Z[..., :d]   (aveyb.model.layers.static_mix, then the gate)."""
@@ -72,7 +76,7 @@ def _static_mix_kernel(
         u = tl.load(z_ptr + (ubase + k0 + kk)[:, None] * ZW + dd[None, :], mask=k_ok[:, None] & (dd < D)[None, :],
                     other=0.0)
         acc = tl.dot(p, u, acc, input_precision=PREC)
-    _gate_store(z_ptr, m, rows, dd, acc, S, D, ZW)
+    _gate_store(z_ptr, save_ptr, m, rows, dd, acc, S, D, ZW, SAVE)
 
 
 _DYNAMIC_CONFIGS = [
@@ -85,7 +89,7 @@ _DYNAMIC_CONFIGS = [
 @triton.autotune(configs=tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"], restore_value=["z_ptr"])
 @triton.jit
 def _dynamic_mix_kernel(
-    z_ptr, p_ptr, tau_ptr, mask_ptr, S, D, ZW, eps,
+    z_ptr, p_ptr, tau_ptr, mask_ptr, save_ptr, S, D, ZW, eps, SAVE: tl.constexpr,
     HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -138,15 +142,16 @@ def _dynamic_mix_kernel(
     for d0 in range(0, D, BLOCK_D):
         dd = d0 + tl.arange(0, BLOCK_D)
         u = tl.load(z_ptr + key_offs + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
-        _gate_store(z_ptr, m, rows, dd, tl.dot(a, u, input_precision=PREC), S, D, ZW)
+        _gate_store(z_ptr, save_ptr, m, rows, dd, tl.dot(a, u, input_precision=PREC), S, D, ZW, SAVE)
 
 
 def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: int, norm: str = "sum",
-                 eps: float = 1e-12, spatial_proj: torch.Tensor | None = None, tau: torch.Tensor | None = None) -> None:
+                 eps: float = 1e-12, spatial_proj: torch.Tensor | None = None, tau: torch.Tensor | None = None,
+                 save: torch.Tensor | None = None) -> None:
     """In place on the activated Z = [U | G | Zb] (M, S, E·d): G <- G ⊙ mix(U).
 
     Matches the gate-times-mix part of :func:`reference_mix_and_gate`. U's padded rows are
-    already zero (the enricher did it).
+    already zero (the enricher did it). ``save`` (M·S, d), if given, receives mix(U) (training).
     """
     n_split, split_size, zw = z.shape
     if n_split == 0:
@@ -155,7 +160,8 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))
     if kind == "static":
         p = spatial_proj.to(z.dtype).contiguous()
-        _static_mix_kernel[grid](z, p, split_size, width, zw, PREC=prec)
+        _static_mix_kernel[grid](z, p, z if save is None else save, split_size, width, zw, SAVE=save is not None,
+                                 PREC=prec)
         return
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
@@ -163,7 +169,7 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     mask_u8 = mask_arg(mask, z)
     grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]))
     _dynamic_mix_kernel[grid](
-        z, p, tau_t, mask_u8, split_size, width, zw, eps,
+        z, p, tau_t, mask_u8, z if save is None else save, split_size, width, zw, eps, SAVE=save is not None,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled,
         BLOCK_S=max(16, triton.next_power_of_2(split_size)), PREC=prec,
     )
@@ -209,6 +215,13 @@ def _compiled(fn):
     return _COMPILED[key]
 
 
+def train_layer_mode() -> str:
+    """AVEYB_TRAIN_LAYER: how a layer trains (autograd on). ``triton`` (default): the hand-written
+    forward and backward kernels of ``training.py`` around cuBLAS GEMMs; ``compile``: the
+    reference layer under ``torch.compile`` (Inductor's kernels)."""
+    return env_choice("AVEYB_TRAIN_LAYER", ("triton", "compile"), "triton")
+
+
 def _activation_name(layer) -> str:
     for name, fn in ref.ACT_FNS.items():
         if fn is layer.act:
@@ -220,7 +233,7 @@ def layer_step(layer, x: torch.Tensor, mask: torch.Tensor | None, stats: gemm.Ro
     """Fused ``AveyBLayer.forward(x, mask)`` -> (out, row statistics of out or None).
 
     ``stats`` are x's row statistics when the previous fused layer made x (else computed here).
-    With autograd on, the reference layer runs compiled and no statistics are returned.
+    With autograd on, the training path runs (``train_layer_mode``) and no statistics are returned.
     """
     n_split, split_size, width = x.shape
     kind = layer.kind
@@ -228,6 +241,10 @@ def layer_step(layer, x: torch.Tensor, mask: torch.Tensor | None, stats: gemm.Ro
     tau = getattr(layer, "tau", None) if layer.dynamic_norm == "softmax" and kind != "static" else None
     act = _activation_name(layer)
     grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
+    if grad and train_layer_mode() == "triton":
+        from aveyb.kernels.training import layer_train_forward
+
+        return layer_train_forward(layer, x.contiguous(), mask, act), None
     if grad:
         out = _compiled(_reference_layer)(
             x, mask, layer.norm.weight, layer.norm.eps, layer.enricher.weight, layer.enricher.bias,

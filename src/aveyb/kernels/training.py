@@ -1,0 +1,162 @@
+"""The layer's training path: ``AveyBLayer.forward`` as one autograd function with hand-written
+Triton kernels around cuBLAS GEMMs, forward and backward (SPEC.md section 3).
+
+Forward (compute dtype c: autocast's, else x's)::
+
+    xn, r = RMSNorm(x)                       _rms_forward_kernel        (r kept)
+    Zpre  = xn · W_eᵀ + b_e                  cuBLAS                     (kept)
+    Z     = act(Zpre), U's padded rows 0     _act_forward_kernel
+    G    <- G ⊙ mix(U) in place, mix(U) kept the inference mix kernels with SAVE
+    out   = Z[:, d:] · W_fᵀ + b_f + α · x    cuBLAS on the strided view, then one addcmul
+
+Backward::
+
+    dF   = dy · W_f,  dW_f = dyᵀ · F         cuBLAS
+    dZpre_G, dZpre_Zb, d mix(U)              _gate_backward_kernel
+    dZpre_U                                  _static_mix_backward_kernel, or
+                                             _dynamic_scores_backward_kernel + _dynamic_mix_backward_kernel
+    dxn = dZpre · W_e,  dW_e = dZpreᵀ · xn   cuBLAS
+    dx, dg, dα                               _rms_backward_kernel (residual included)
+
+No S × S matrix of the forward is stored; the dynamic backward writes N and dC per split
+(M·S² floats, a third of U's size at S = 256, d = 768) and reads them back once.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from aveyb.kernels import backward as kb
+from aveyb.kernels.layers import ACT_IDS, NORM_IDS, mix_and_gate
+from aveyb.kernels.tuning import dot_precision, mask_arg
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def _rms_forward(x2, g, eps, dtype):
+    rows, width = x2.shape
+    xn = torch.empty(rows, width, device=x2.device, dtype=dtype)
+    rstd = torch.empty(rows, device=x2.device, dtype=torch.float32)
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]),)  # noqa: E731
+    kb._rms_forward_kernel[grid](x2, g, xn, rstd, rows, width, eps, BLOCK_D=triton.next_power_of_2(width))
+    return xn, rstd
+
+
+def _rms_backward(dxn, x2, rstd, g, dout, alpha):
+    rows, width = x2.shape
+    dx = torch.empty_like(x2)
+    block_d = triton.next_power_of_2(width)
+    n_blocks = triton.cdiv(rows, 2)  # enough partial-sum slots for the smallest BLOCK_R
+    dg = torch.zeros(n_blocks, width, device=x2.device, dtype=torch.float32)
+    dalpha = torch.zeros(n_blocks, device=x2.device, dtype=torch.float32)
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]),)  # noqa: E731
+    kb._rms_backward_kernel[grid](dxn, x2, rstd, g, dout, alpha, dx, dg, dalpha, rows, width, BLOCK_D=block_d)
+    return dx, dg.sum(0), dalpha.sum()
+
+
+def _elementwise_grid(rows, cols):
+    return lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]), triton.cdiv(cols, meta["BLOCK_N"]))
+
+
+class LayerFunction(torch.autograd.Function):
+    """out = AveyBLayer.forward(x, mask) on (R, d) rows, as a function of the layer's tensors."""
+
+    @staticmethod
+    def forward(ctx, x, mask, g, we, be, wf, bf, alpha, proj, tau, meta):
+        kind, act, norm, norm_eps, eps, split = meta
+        dtype = compute_dtype(x)
+        with torch.autocast(x.device.type, enabled=False):
+            rows, width = x.shape
+            we_c, be_c, wf_c, bf_c = (t.to(dtype) for t in (we, be, wf, bf))
+            xn, rstd = _rms_forward(x, g, norm_eps, dtype)
+            zpre = torch.addmm(be_c, xn, we_c.t())
+            zw = zpre.shape[1]
+            z = torch.empty_like(zpre)
+            kb._act_forward_kernel[_elementwise_grid(rows, zw)](
+                zpre, z, mask_arg(mask, z), rows, zw, width, ACT=ACT_IDS[act], HAS_MASK=mask is not None)
+            mixu = torch.empty(rows, width, device=x.device, dtype=dtype)
+            mix_and_gate(z.view(-1, split, zw), None if mask is None else mask.view(-1, split), kind, width, norm,
+                         eps, proj, tau, save=mixu)
+            out = torch.addcmul(torch.addmm(bf_c, z[:, width:], wf_c.t()), x, alpha)
+        ctx.save_for_backward(x, mask, g, we_c, wf_c, alpha, proj, tau, xn, rstd, zpre, z, mixu)
+        ctx.meta, ctx.dtypes = meta, (we.dtype, be.dtype, wf.dtype, bf.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, mask, g, we_c, wf_c, alpha, proj, tau, xn, rstd, zpre, z, mixu = ctx.saved_tensors
+        kind, act, norm, norm_eps, eps, split = ctx.meta
+        rows, width = x.shape
+        zw, dtype = zpre.shape[1], zpre.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            dout = dout.contiguous()
+            dy = dout.to(dtype)
+            f = z[:, width:]
+            df = dy @ wf_c
+            dwf, dbf = dy.t() @ f, dy.sum(0, dtype=torch.float32)
+            dzpre = torch.empty_like(zpre)
+            dmix = torch.empty(rows, width, device=x.device, dtype=dtype)
+            kb._gate_backward_kernel[_elementwise_grid(rows, zw - width)](
+                df, zpre, mixu, dzpre, dmix, rows, zw - width, width, zw, ACT=ACT_IDS[act])
+            dproj, dtau = _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, split)
+            dbe = dzpre.sum(0, dtype=torch.float32)
+            dwe = dzpre.t() @ xn
+            dxn = dzpre @ we_c
+            dx, dg, dalpha = _rms_backward(dxn, x, rstd, g, dout, alpha)
+        dwe_t, dbe_t, dwf_t, dbf_t = (t.to(d) for t, d in zip((dwe, dbe, dwf, dbf), ctx.dtypes))
+        return (dx, None, dg.to(g.dtype), dwe_t, dbe_t, dwf_t, dbf_t, dalpha.to(alpha.dtype).reshape(alpha.shape),
+                None if dproj is None else dproj.to(proj.dtype), None if dtau is None else dtau.to(tau.dtype),
+                None)
+
+
+def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, split):
+    """Writes dZpre_U; returns (dP or None, dτ or None)."""
+    rows, zw = z.shape
+    width = dmix.shape[1]
+    n_split = rows // split
+    mask_u8 = mask_arg(mask, z)
+    prec = dot_precision(z.dtype)
+    if kind == "static":
+        grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
+        kb._static_mix_backward_kernel[grid](dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width,
+                                             zw, ACT=ACT_IDS[act], HAS_MASK=mask is not None, PREC=prec)
+        u = z[:, :width].view(n_split, split, width)
+        dproj = torch.bmm(dmix.view(n_split, split, width), u.transpose(1, 2)).sum(0, dtype=torch.float32)
+        return dproj, None
+    coupled = kind == "coupled"
+    dev = z.device
+    n_mat = torch.empty(n_split, split, split, device=dev, dtype=torch.float32)
+    dc = torch.empty_like(n_mat)
+    inv = torch.empty(rows, device=dev, dtype=torch.float32)
+    rho = torch.zeros(rows, device=dev, dtype=torch.float32)
+    dproj = torch.zeros(split, split, device=dev, dtype=torch.float32) if coupled else rho
+    dtau = torch.zeros(1, device=dev, dtype=torch.float32) if norm == "softmax" else rho
+    p = proj.float().contiguous() if coupled else z
+    tau_t = tau.detach().float().contiguous() if norm == "softmax" else z
+    grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]))  # noqa: E731
+    kb._dynamic_scores_backward_kernel[grid](
+        z, dmix, p, tau_t, mask_u8, n_mat, dc, inv, rho, dproj, dtau, split, width, zw, eps,
+        HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled, PREC=prec,
+        BLOCK_S=max(16, triton.next_power_of_2(split)))
+    grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
+    kb._dynamic_mix_backward_kernel[grid](z, dmix, n_mat, dc, inv, rho, zpre, mask_u8, dzpre, split, width, zw, eps,
+                                          ACT=ACT_IDS[act], HAS_MASK=mask is not None, PREC=prec)
+    return (dproj if coupled else None), (dtau.reshape(tau.shape) if norm == "softmax" else None)
+
+
+def layer_train_forward(layer, x: torch.Tensor, mask: torch.Tensor | None, act: str) -> torch.Tensor:
+    """``AveyBLayer.forward(x, mask)`` (M, S, d) with autograd, through :class:`LayerFunction`."""
+    n_split, split, width = x.shape
+    kind = layer.kind
+    proj = getattr(layer, "spatial_proj", None) if kind in ("static", "coupled") else None
+    tau = getattr(layer, "tau", None) if layer.dynamic_norm == "softmax" and kind != "static" else None
+    meta = (kind, act, layer.dynamic_norm, layer.norm.eps, layer.eps, split)
+    flat_mask = None if mask is None else mask.reshape(-1).contiguous()
+    out = LayerFunction.apply(x.reshape(-1, width), flat_mask, layer.norm.weight, layer.enricher.weight,
+                              layer.enricher.bias, layer.fuser.weight, layer.fuser.bias, layer.alpha, proj, tau, meta)
+    return out.view(n_split, split, width)
