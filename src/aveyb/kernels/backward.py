@@ -61,29 +61,74 @@ def _rms_forward_kernel(x_ptr, g_ptr, xn_ptr, rstd_ptr, R, D, eps,
     tl.store(rstd_ptr + rows, r, mask=rows < R)
 
 
+# Kernels that also reduce over rows (dg, dα, bias gradients) give each program ROWS_PER_PROGRAM
+# rows, swept BLOCK_R at a time, and write one partial sum per program: the partial buffers stay
+# small (R / 256 rows) and the final sums deterministic.
+ROWS_PER_PROGRAM = 256
+
+
 @triton.autotune(configs=tunable(_ROW_CONFIGS), key=["D"])
 @triton.jit
 def _rms_backward_kernel(dxn_ptr, x_ptr, rstd_ptr, g_ptr, dout_ptr, alpha_ptr, dx_ptr, dg_ptr, dalpha_ptr,
-                         R, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+                         R, D, RPP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """dx = r · (ĝ − x̂ · mean(ĝ ⊙ x̂)) + α · dout with x̂ = x·r, ĝ = dxn ⊙ g (RMSNorm's backward plus
     the residual's); per program, the partial sums of dg = Σ dxn ⊙ x̂ and dα = Σ dout ⊙ x."""
     pid = tl.program_id(0)
-    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
     dd = tl.arange(0, BLOCK_D)
-    ok = (rows < R)[:, None] & (dd < D)[None, :]
-    offs = rows.to(tl.int64)[:, None] * D + dd[None, :]
-    x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-    dxn = tl.load(dxn_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-    dout = tl.load(dout_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-    r = tl.load(rstd_ptr + rows, mask=rows < R, other=0.0)
     g = tl.load(g_ptr + dd, mask=dd < D, other=0.0).to(tl.float32)
-    xhat = x * r[:, None]
-    ghat = dxn * g[None, :]
-    mean = tl.sum(ghat * xhat, axis=1) / D
-    dx = r[:, None] * (ghat - xhat * mean[:, None]) + tl.load(alpha_ptr).to(tl.float32) * dout
-    tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=ok)
-    tl.store(dg_ptr + pid.to(tl.int64) * D + dd, tl.sum(dxn * xhat, axis=0), mask=dd < D)
-    tl.store(dalpha_ptr + pid, tl.sum(tl.sum(dout * x, axis=1), axis=0))
+    alpha = tl.load(alpha_ptr).to(tl.float32)
+    dg = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    da = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    for r0 in range(0, RPP, BLOCK_R):
+        rows = pid * RPP + r0 + tl.arange(0, BLOCK_R)
+        ok = (rows < R)[:, None] & (dd < D)[None, :]
+        offs = rows.to(tl.int64)[:, None] * D + dd[None, :]
+        x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+        dxn = tl.load(dxn_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+        dout = tl.load(dout_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+        r = tl.load(rstd_ptr + rows, mask=rows < R, other=0.0)
+        xhat = x * r[:, None]
+        ghat = dxn * g[None, :]
+        mean = tl.sum(ghat * xhat, axis=1) / D
+        dx = r[:, None] * (ghat - xhat * mean[:, None]) + alpha * dout
+        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=ok)
+        dg += tl.sum(dxn * xhat, axis=0)
+        da += tl.sum(dout * x, axis=1)
+    tl.store(dg_ptr + pid.to(tl.int64) * D + dd, dg, mask=dd < D)
+    tl.store(dalpha_ptr + pid, tl.sum(da, axis=0))
+
+
+@triton.jit
+def _residual_kernel(y_ptr, x_ptr, alpha_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    """out = y + α · x (the layer's residual; x and out may be fp32 while y is bf16)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < n
+    y = tl.load(y_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offs, (y + tl.load(alpha_ptr).to(tl.float32) * x).to(out_ptr.dtype.element_ty), mask=ok)
+
+
+_COLSUM_CONFIGS = [triton.Config({"BLOCK_R": br, "BLOCK_N": bn}, num_warps=w)
+                   for br, bn, w in ((16, 128, 4), (32, 128, 8), (8, 256, 4), (16, 256, 8))]
+
+
+@triton.autotune(configs=tunable(_COLSUM_CONFIGS), key=["N"])
+@triton.jit
+def _cast_colsum_kernel(src_ptr, dst_ptr, part_ptr, R, N, RPP: tl.constexpr, BLOCK_R: tl.constexpr,
+                        BLOCK_N: tl.constexpr):
+    """dst = src in dst's dtype (the output gradient in the compute dtype), and per program the
+    column sums of dst (the fuser bias's gradient)."""
+    pid = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for r0 in range(0, RPP, BLOCK_R):
+        rows = pid * RPP + r0 + tl.arange(0, BLOCK_R)
+        ok = (rows < R)[:, None] & (cols < N)[None, :]
+        offs = rows.to(tl.int64)[:, None] * N + cols[None, :]
+        v = tl.load(src_ptr + offs, mask=ok, other=0.0).to(dst_ptr.dtype.element_ty)
+        tl.store(dst_ptr + offs, v, mask=ok)
+        acc += tl.sum(v.to(tl.float32), axis=0)
+    tl.store(part_ptr + pid.to(tl.int64) * N + cols, acc, mask=cols < N)
 
 
 # ---- activation and gate ----
@@ -107,24 +152,30 @@ def _act_forward_kernel(zpre_ptr, z_ptr, mask_ptr, R, N, D, ACT: tl.constexpr, H
     tl.store(z_ptr + offs, z.to(z_ptr.dtype.element_ty), mask=ok)
 
 
-@triton.autotune(configs=tunable(_ELEM_CONFIGS), key=["FW", "D"])
+@triton.autotune(configs=tunable(_COLSUM_CONFIGS), key=["FW", "D"])
 @triton.jit
-def _gate_backward_kernel(df_ptr, zpre_ptr, mixu_ptr, dzpre_ptr, dmix_ptr, R, FW, D, ZW, ACT: tl.constexpr,
-                          BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+def _gate_backward_kernel(df_ptr, zpre_ptr, mixu_ptr, dzpre_ptr, dmix_ptr, part_ptr, R, FW, D, ZW,
+                          ACT: tl.constexpr, RPP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
     """From dF = d[G ⊙ mix(U) ; Zb] (R, FW): dZpre for G and Zb (through act'), and
-    d mix(U) = dF_G ⊙ G for the mix's backward (``AveyBLayer.forward``'s gate and concatenation)."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    d mix(U) = dF_G ⊙ G for the mix's backward (``AveyBLayer.forward``'s gate and concatenation);
+    per program, the column sums of those dZpre columns (the enricher bias's gradient)."""
+    pid = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    r64 = rows.to(tl.int64)
-    ok = (rows < R)[:, None] & (cols < FW)[None, :]
-    gate = ok & (cols < D)[None, :]
-    df = tl.load(df_ptr + r64[:, None] * FW + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    zp = tl.load(zpre_ptr + r64[:, None] * ZW + D + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    mixu = tl.load(mixu_ptr + r64[:, None] * D + cols[None, :], mask=gate, other=1.0).to(tl.float32)
-    dz = df * mixu * act_grad(zp, ACT)
-    tl.store(dzpre_ptr + r64[:, None] * ZW + D + cols[None, :], dz.to(dzpre_ptr.dtype.element_ty), mask=ok)
-    tl.store(dmix_ptr + r64[:, None] * D + cols[None, :], (df * act_fn(zp, ACT)).to(dmix_ptr.dtype.element_ty),
-             mask=gate)
+    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for r0 in range(0, RPP, BLOCK_R):
+        rows = pid * RPP + r0 + tl.arange(0, BLOCK_R)
+        r64 = rows.to(tl.int64)
+        ok = (rows < R)[:, None] & (cols < FW)[None, :]
+        gate = ok & (cols < D)[None, :]
+        df = tl.load(df_ptr + r64[:, None] * FW + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+        zp = tl.load(zpre_ptr + r64[:, None] * ZW + D + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+        mixu = tl.load(mixu_ptr + r64[:, None] * D + cols[None, :], mask=gate, other=1.0).to(tl.float32)
+        dz = (df * mixu * act_grad(zp, ACT)).to(dzpre_ptr.dtype.element_ty)
+        tl.store(dzpre_ptr + r64[:, None] * ZW + D + cols[None, :], dz, mask=ok)
+        tl.store(dmix_ptr + r64[:, None] * D + cols[None, :], (df * act_fn(zp, ACT)).to(dmix_ptr.dtype.element_ty),
+                 mask=gate)
+        acc += tl.sum(dz.to(tl.float32), axis=0)
+    tl.store(part_ptr + pid.to(tl.int64) * ZW + D + cols, acc, mask=cols < FW)
 
 
 @triton.jit
@@ -182,14 +233,16 @@ _SCORES_BWD_CONFIGS = [
                  reset_to_zero=["rho_ptr", "dp_ptr", "dtau_ptr"])
 @triton.jit
 def _dynamic_scores_backward_kernel(
-    z_ptr, dmix_ptr, p_ptr, tau_ptr, mask_ptr, n_ptr, dc_ptr, inv_ptr, rho_ptr, dp_ptr, dtau_ptr,
+    z_ptr, dmix_ptr, p_ptr, tau_ptr, mask_ptr, nt_ptr, dc_ptr, dct_ptr, inv_ptr, rho_ptr, dp_ptr, dtau_ptr,
     S, D, ZW, eps, HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr, PREC: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Per (split, BLOCK_T query rows): recompute the cosines C and N = norm(C [⊙ P]) as the forward
     does (``cosine_similarities``, ``normalize_similarities``), take dN = d mix(U) · Uᵀ in the same
-    sweep over d, and write N, dC (through the normalisation and P) and inv = 1 / max(‖u‖, eps).
-    Accumulates ρ = rowsum((dC + dCᵀ) ⊙ C), dP (coupled) and dτ (softmax) by atomics."""
+    sweep over d, and write, in the compute dtype and laid out for the next kernel's row-major
+    loads: Nᵀ with its rows scaled by the norms n = max(‖u‖, eps) (nt[k, t] = N[t, k] · n_k), dC
+    (through the normalisation and P) and dCᵀ; and inv = 1 / n. Accumulates
+    ρ = rowsum((dC + dCᵀ) ⊙ C), dP (coupled) and dτ (softmax) by atomics."""
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     keys = tl.arange(0, BLOCK_S)
@@ -253,8 +306,11 @@ def _dynamic_scores_backward_kernel(
         tl.atomic_add(dp_ptr + rows[:, None] * S + keys[None, :], da * cos, mask=pair)
         dc = da * p
     offs = (base + rows)[:, None] * S + keys[None, :]
-    tl.store(n_ptr + offs, n.to(n_ptr.dtype.element_ty), mask=pair)
+    offs_t = (base + keys)[None, :] * S + rows[:, None]
+    norm_k = tl.maximum(tl.sqrt(sq_k), eps)
+    tl.store(nt_ptr + offs_t, (n * norm_k[None, :]).to(nt_ptr.dtype.element_ty), mask=pair)
     tl.store(dc_ptr + offs, dc.to(dc_ptr.dtype.element_ty), mask=pair)
+    tl.store(dct_ptr + offs_t, dc.to(dct_ptr.dtype.element_ty), mask=pair)
     tl.store(inv_ptr + base + rows, inv_r, mask=row_in)
     w = dc * cos
     tl.atomic_add(rho_ptr + base + rows, tl.sum(w, axis=1), mask=row_in)
@@ -263,20 +319,22 @@ def _dynamic_scores_backward_kernel(
 
 _DYNAMIC_BWD_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "BLOCK_K": bk}, num_warps=w, num_stages=st)
-    for bt, bd, bk, w, st in ((64, 128, 32, 4, 2), (64, 64, 64, 4, 2), (128, 128, 32, 8, 2), (32, 64, 32, 4, 2))
+    for bt, bd, bk, w, st in ((64, 256, 32, 8, 3), (64, 128, 64, 4, 3), (128, 128, 32, 8, 3), (128, 256, 32, 8, 2),
+                              (64, 256, 64, 8, 2), (32, 64, 32, 4, 2))
 ]
 
 
 @triton.autotune(configs=tunable(_DYNAMIC_BWD_CONFIGS), key=["S", "D", "ZW"])
 @triton.jit
 def _dynamic_mix_backward_kernel(
-    z_ptr, dmix_ptr, n_ptr, dc_ptr, inv_ptr, rho_ptr, zpre_ptr, mask_ptr, dzpre_ptr, S, D, ZW, eps,
+    z_ptr, dmix_ptr, nt_ptr, dc_ptr, dct_ptr, inv_ptr, rho_ptr, zpre_ptr, mask_ptr, dzpre_ptr, S, D, ZW, eps,
     ACT: tl.constexpr, HAS_MASK: tl.constexpr, PREC: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """dU = Nᵀ · d mix(U) + the cosines' backward: with Û = U · inv and dÛ = (dC + dCᵀ) Û,
     dU_t = inv_t (dÛ_t − Û_t ρ_t) where ‖u_t‖ > eps (ρ_t = Û_t · dÛ_t), inv_t dÛ_t where the norm
-    was clamped; then through act' and the mask."""
+    was clamped. Both products share one accumulator: with nt's rows already scaled by n_t = 1 / inv_t,
+    dU_t = inv_t · ([nt | dC + dCᵀ]_t · [d mix(U) ; Û] − [‖u_t‖ > eps] · Û_t ρ_t). Then act' and the mask."""
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -284,28 +342,24 @@ def _dynamic_mix_backward_kernel(
     row_in = rows < S
     d_in = dd < D
     base = m.to(tl.int64) * S
-    acc_n = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-    acc_c = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
     for k0 in range(0, S, BLOCK_K):
         keys = k0 + kk
         k_in = keys < S
         rk = row_in[:, None] & k_in[None, :]
-        kr = k_in[:, None] & row_in[None, :]
-        n_t = tl.load(n_ptr + (base + keys)[:, None] * S + rows[None, :], mask=kr, other=0.0)
-        dc = tl.load(dc_ptr + (base + rows)[:, None] * S + keys[None, :], mask=rk, other=0.0)
-        dc_t = tl.load(dc_ptr + (base + keys)[:, None] * S + rows[None, :], mask=kr, other=0.0)
+        offs = (base + rows)[:, None] * S + keys[None, :]
+        nt = tl.load(nt_ptr + offs, mask=rk, other=0.0)
+        dcs = tl.load(dc_ptr + offs, mask=rk, other=0.0).to(tl.float32) + tl.load(dct_ptr + offs, mask=rk, other=0.0)
         kd = k_in[:, None] & d_in[None, :]
         g = tl.load(dmix_ptr + (base + keys)[:, None] * D + dd[None, :], mask=kd, other=0.0)
         u = tl.load(z_ptr + (base + keys)[:, None] * ZW + dd[None, :], mask=kd, other=0.0)
         inv_k = tl.load(inv_ptr + base + keys, mask=k_in, other=0.0)
-        uhat = (u.to(tl.float32) * inv_k[:, None]).to(u.dtype)
-        acc_n = tl.dot(tl.trans(n_t).to(g.dtype), g, acc_n, input_precision=PREC)
-        acc_c = tl.dot((dc + tl.trans(dc_t)).to(u.dtype), uhat, acc_c, input_precision=PREC)
+        acc = tl.dot(nt.to(g.dtype), g, acc, input_precision=PREC)
+        acc = tl.dot(dcs.to(u.dtype), (u.to(tl.float32) * inv_k[:, None]).to(u.dtype), acc, input_precision=PREC)
     inv_r = tl.load(inv_ptr + base + rows, mask=row_in, other=0.0)
     rho = tl.load(rho_ptr + base + rows, mask=row_in, other=0.0)
     u_r = tl.load(z_ptr + (base + rows)[:, None] * ZW + dd[None, :], mask=row_in[:, None] & d_in[None, :],
                   other=0.0).to(tl.float32)
-    unclamped = inv_r < 1.0 / eps
-    proj = tl.where(unclamped, rho, 0.0)
-    du = acc_n + inv_r[:, None] * (acc_c - u_r * inv_r[:, None] * proj[:, None])
+    proj = tl.where(inv_r < 1.0 / eps, rho * inv_r, 0.0)
+    du = inv_r[:, None] * (acc - u_r * proj[:, None])
     _store_du(du, zpre_ptr, mask_ptr, dzpre_ptr, m, rows, dd, S, D, ZW, ACT, HAS_MASK)

@@ -7,12 +7,13 @@ Forward (compute dtype c: autocast's, else x's)::
     Zpre  = xn · W_eᵀ + b_e                  cuBLAS                     (kept)
     Z     = act(Zpre), U's padded rows 0     _act_forward_kernel
     G    <- G ⊙ mix(U) in place, mix(U) kept the inference mix kernels with SAVE
-    out   = Z[:, d:] · W_fᵀ + b_f + α · x    cuBLAS on the strided view, then one addcmul
+    out   = Z[:, d:] · W_fᵀ + b_f + α · x    cuBLAS on the strided view, then _residual_kernel
 
 Backward::
 
-    dF   = dy · W_f,  dW_f = dyᵀ · F         cuBLAS
-    dZpre_G, dZpre_Zb, d mix(U)              _gate_backward_kernel
+    dy, db_f                                 _cast_colsum_kernel        (dout in c, its column sums)
+    dF   = dy · W_f,  dW_f = dyᵀ · F         cuBLAS (dW_f, dW_e straight to fp32 where torch can)
+    dZpre_G, dZpre_Zb, d mix(U), their db_e  _gate_backward_kernel
     dZpre_U                                  _static_mix_backward_kernel, or
                                              _dynamic_scores_backward_kernel + _dynamic_mix_backward_kernel
     dxn = dZpre · W_e,  dW_e = dZpreᵀ · xn   cuBLAS
@@ -50,13 +51,38 @@ def _rms_forward(x2, g, eps, dtype):
 def _rms_backward(dxn, x2, rstd, g, dout, alpha):
     rows, width = x2.shape
     dx = torch.empty_like(x2)
-    block_d = triton.next_power_of_2(width)
-    n_blocks = triton.cdiv(rows, 2)  # enough partial-sum slots for the smallest BLOCK_R
-    dg = torch.zeros(n_blocks, width, device=x2.device, dtype=torch.float32)
-    dalpha = torch.zeros(n_blocks, device=x2.device, dtype=torch.float32)
-    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]),)  # noqa: E731
-    kb._rms_backward_kernel[grid](dxn, x2, rstd, g, dout, alpha, dx, dg, dalpha, rows, width, BLOCK_D=block_d)
+    n_blocks = triton.cdiv(rows, kb.ROWS_PER_PROGRAM)
+    dg = torch.empty(n_blocks, width, device=x2.device, dtype=torch.float32)
+    dalpha = torch.empty(n_blocks, device=x2.device, dtype=torch.float32)
+    kb._rms_backward_kernel[(n_blocks,)](dxn, x2, rstd, g, dout, alpha, dx, dg, dalpha, rows, width,
+                                         RPP=kb.ROWS_PER_PROGRAM, BLOCK_D=triton.next_power_of_2(width))
     return dx, dg.sum(0), dalpha.sum()
+
+
+def _cast_colsum(src, dtype):
+    """(src in ``dtype``, its column sums in fp32)."""
+    rows, cols = src.shape
+    dst = torch.empty(rows, cols, device=src.device, dtype=dtype)
+    parts = torch.empty(triton.cdiv(rows, kb.ROWS_PER_PROGRAM), cols, device=src.device, dtype=torch.float32)
+    grid = lambda meta: (parts.shape[0], triton.cdiv(cols, meta["BLOCK_N"]))  # noqa: E731
+    kb._cast_colsum_kernel[grid](src, dst, parts, rows, cols, RPP=kb.ROWS_PER_PROGRAM)
+    return dst, parts.sum(0)
+
+
+_MM_OUT_DTYPE: list[bool] = []
+
+
+def _mm_fp32(a, b):
+    """a · b with an fp32 result: straight from the GEMM's fp32 accumulator where torch offers it
+    (``torch.mm(..., out_dtype=)``, CUDA, 16-bit inputs), else the product upcast."""
+    if a.is_cuda and a.dtype in (torch.bfloat16, torch.float16) and _MM_OUT_DTYPE != [False]:
+        try:
+            out = torch.mm(a, b, out_dtype=torch.float32)
+            _MM_OUT_DTYPE[:] = [True]
+            return out
+        except (TypeError, RuntimeError, NotImplementedError):
+            _MM_OUT_DTYPE[:] = [False]
+    return torch.mm(a, b).float()
 
 
 def _elementwise_grid(rows, cols):
@@ -82,7 +108,9 @@ class LayerFunction(torch.autograd.Function):
             mixu = torch.empty(rows, width, device=x.device, dtype=dtype)
             mix_and_gate(z.view(-1, split, zw), None if mask is None else mask.view(-1, split), kind, width, norm,
                          eps, proj, tau, save=mixu)
-            out = torch.addcmul(torch.addmm(bf_c, z[:, width:], wf_c.t()), x, alpha)
+            y = torch.addmm(bf_c, z[:, width:], wf_c.t())
+            out = torch.empty(rows, width, device=x.device, dtype=torch.promote_types(dtype, x.dtype))
+            kb._residual_kernel[(triton.cdiv(out.numel(), 2048),)](y, x, alpha, out, out.numel(), BLOCK=2048)
         ctx.save_for_backward(x, mask, g, we_c, wf_c, alpha, proj, tau, xn, rstd, zpre, z, mixu)
         ctx.meta, ctx.dtypes = meta, (we.dtype, be.dtype, wf.dtype, bf.dtype)
         return out
@@ -95,17 +123,19 @@ class LayerFunction(torch.autograd.Function):
         zw, dtype = zpre.shape[1], zpre.dtype
         with torch.autocast(x.device.type, enabled=False):
             dout = dout.contiguous()
-            dy = dout.to(dtype)
+            dy, dbf = _cast_colsum(dout, dtype)
             f = z[:, width:]
             df = dy @ wf_c
-            dwf, dbf = dy.t() @ f, dy.sum(0, dtype=torch.float32)
+            dwf = _mm_fp32(dy.t(), f)
             dzpre = torch.empty_like(zpre)
             dmix = torch.empty(rows, width, device=x.device, dtype=dtype)
-            kb._gate_backward_kernel[_elementwise_grid(rows, zw - width)](
-                df, zpre, mixu, dzpre, dmix, rows, zw - width, width, zw, ACT=ACT_IDS[act])
+            parts = torch.empty(triton.cdiv(rows, kb.ROWS_PER_PROGRAM), zw, device=x.device, dtype=torch.float32)
+            grid = lambda meta: (parts.shape[0], triton.cdiv(zw - width, meta["BLOCK_N"]))  # noqa: E731
+            kb._gate_backward_kernel[grid](df, zpre, mixu, dzpre, dmix, parts, rows, zw - width, width, zw,
+                                           ACT=ACT_IDS[act], RPP=kb.ROWS_PER_PROGRAM)
             dproj, dtau = _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, split)
-            dbe = dzpre.sum(0, dtype=torch.float32)
-            dwe = dzpre.t() @ xn
+            dbe = torch.cat([dzpre[:, :width].sum(0, dtype=torch.float32), parts[:, width:].sum(0)])
+            dwe = _mm_fp32(dzpre.t(), xn)
             dxn = dzpre @ we_c
             dx, dg, dalpha = _rms_backward(dxn, x, rstd, g, dout, alpha)
         dwe_t, dbe_t, dwf_t, dbf_t = (t.to(d) for t, d in zip((dwe, dbe, dwf, dbf), ctx.dtypes))
@@ -126,12 +156,12 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
         kb._static_mix_backward_kernel[grid](dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width,
                                              zw, ACT=ACT_IDS[act], HAS_MASK=mask is not None, PREC=prec)
         u = z[:, :width].view(n_split, split, width)
-        dproj = torch.bmm(dmix.view(n_split, split, width), u.transpose(1, 2)).sum(0, dtype=torch.float32)
+        dproj = torch.bmm(dmix.view(n_split, split, width), u.transpose(1, 2)).sum(0, dtype=torch.float32)  # dP = Σ dmix Uᵀ
         return dproj, None
     coupled = kind == "coupled"
     dev = z.device
-    n_mat = torch.empty(n_split, split, split, device=dev, dtype=torch.float32)
-    dc = torch.empty_like(n_mat)
+    n_t = torch.empty(n_split, split, split, device=dev, dtype=z.dtype)
+    dc, dc_t = torch.empty_like(n_t), torch.empty_like(n_t)
     inv = torch.empty(rows, device=dev, dtype=torch.float32)
     rho = torch.zeros(rows, device=dev, dtype=torch.float32)
     dproj = torch.zeros(split, split, device=dev, dtype=torch.float32) if coupled else rho
@@ -140,12 +170,12 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
     tau_t = tau.detach().float().contiguous() if norm == "softmax" else z
     grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]))  # noqa: E731
     kb._dynamic_scores_backward_kernel[grid](
-        z, dmix, p, tau_t, mask_u8, n_mat, dc, inv, rho, dproj, dtau, split, width, zw, eps,
+        z, dmix, p, tau_t, mask_u8, n_t, dc, dc_t, inv, rho, dproj, dtau, split, width, zw, eps,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled, PREC=prec,
         BLOCK_S=max(16, triton.next_power_of_2(split)))
     grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
-    kb._dynamic_mix_backward_kernel[grid](z, dmix, n_mat, dc, inv, rho, zpre, mask_u8, dzpre, split, width, zw, eps,
-                                          ACT=ACT_IDS[act], HAS_MASK=mask is not None, PREC=prec)
+    kb._dynamic_mix_backward_kernel[grid](z, dmix, n_t, dc, dc_t, inv, rho, zpre, mask_u8, dzpre, split, width, zw,
+                                          eps, ACT=ACT_IDS[act], HAS_MASK=mask is not None, PREC=prec)
     return (dproj if coupled else None), (dtau.reshape(tau.shape) if norm == "softmax" else None)
 
 
