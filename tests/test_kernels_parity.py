@@ -99,17 +99,19 @@ def test_untuned_fallback_ignores_switches(monkeypatch):
 @pytest.mark.parametrize("var, getter, default, bad, choices", [
     ("AVEYB_ENRICHER", "enricher_mode", "ws", "cutlass", "tma, tma-tanh, cublas, ws"),
     ("AVEYB_FUSER", "fuser_mode", "tma", "cublas", "tma, ws"),
+    ("AVEYB_TRAIN_LAYER", "train_layer_mode", "triton", "inductor", "triton, compile"),
 ])
 def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch):
-    """AVEYB_ENRICHER defaults to ws, AVEYB_FUSER to tma; an unknown value is an error naming the
-    variable and the choices."""
-    from aveyb.kernels import gemm
+    """AVEYB_ENRICHER defaults to ws, AVEYB_FUSER to tma, AVEYB_TRAIN_LAYER to triton; an unknown
+    value is an error naming the variable and the choices."""
+    from aveyb.kernels import gemm, layers
 
+    module = layers if getter == "train_layer_mode" else gemm
     monkeypatch.delenv(var, raising=False)
-    assert getattr(gemm, getter)() == default
+    assert getattr(module, getter)() == default
     monkeypatch.setenv(var, bad)
     with pytest.raises(ValueError, match=f"{var}='{bad}'.*{choices}"):
-        getattr(gemm, getter)()
+        getattr(module, getter)()
 
 
 @needs_triton
