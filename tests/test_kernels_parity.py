@@ -99,10 +99,10 @@ def test_untuned_fallback_ignores_switches(monkeypatch):
 @pytest.mark.parametrize("var, getter, default, bad, choices", [
     ("AVEYB_ENRICHER", "enricher_mode", "ws", "cutlass", "tma, tma-tanh, cublas, ws"),
     ("AVEYB_FUSER", "fuser_mode", "tma", "cublas", "tma, ws"),
-    ("AVEYB_TRAIN_LAYER", "train_layer_mode", "triton", "inductor", "triton, compile"),
+    ("AVEYB_TRAIN_LAYER", "train_layer_mode", "auto", "inductor", "auto, triton, compile"),
 ])
 def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch):
-    """AVEYB_ENRICHER defaults to ws, AVEYB_FUSER to tma, AVEYB_TRAIN_LAYER to triton; an unknown
+    """AVEYB_ENRICHER defaults to ws, AVEYB_FUSER to tma, AVEYB_TRAIN_LAYER to auto; an unknown
     value is an error naming the variable and the choices."""
     from aveyb.kernels import gemm, layers
 
@@ -190,6 +190,20 @@ def test_gluon_fallback_is_quiet_unless_asked(monkeypatch):
 
 
 @needs_triton
+def test_auto_train_layer_picks_by_rows(monkeypatch):
+    """AVEYB_TRAIN_LAYER=auto: the hand-written layer from AUTO_TRAIN_MIN_ROWS rows, the compiled one
+    below; the explicit modes ignore the size."""
+    from aveyb.kernels import layers
+
+    monkeypatch.delenv("AVEYB_TRAIN_LAYER", raising=False)
+    limit = layers.AUTO_TRAIN_MIN_ROWS
+    assert layers._train_with_kernels(limit) and not layers._train_with_kernels(limit - 1)
+    monkeypatch.setenv("AVEYB_TRAIN_LAYER", "triton")
+    assert layers._train_with_kernels(1)
+    monkeypatch.setenv("AVEYB_TRAIN_LAYER", "compile")
+    assert not layers._train_with_kernels(10 * limit)
+
+
 def test_compile_dynamic_is_validated(monkeypatch):
     """AVEYB_COMPILE_DYNAMIC accepts auto, 1, 0 and names itself otherwise."""
     from aveyb.kernels import layers
