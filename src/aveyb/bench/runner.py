@@ -212,11 +212,14 @@ class Bench:
             if model == "avey-b" and impl.startswith("fused"):
                 err = fused_vs_reference(module, self.device)
                 from aveyb.kernels.gemm import enricher_mode
+                from aveyb.kernels.layers import train_layer_mode
 
                 for rec in records:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"
                     if mode == "inference":
                         rec.add_note(f"enricher {enricher_mode()}")
+                    else:
+                        rec.add_note(f"train layer {train_layer_mode()}")
             if sparse:
                 for rec in records:
                     rec.add_note("sparse prediction (logits at labelled positions)")
