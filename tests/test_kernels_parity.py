@@ -192,7 +192,7 @@ def test_gluon_fallback_is_quiet_unless_asked(monkeypatch):
 @needs_triton
 def test_auto_train_layer_picks_by_rows(monkeypatch):
     """AVEYB_TRAIN_LAYER=auto: the hand-written layer from AUTO_TRAIN_MIN_ROWS rows, the compiled one
-    below; the explicit modes ignore the size."""
+    below; the explicit modes ignore the size; a model under torch.compile traces the reference."""
     from aveyb.kernels import layers
 
     monkeypatch.delenv("AVEYB_TRAIN_LAYER", raising=False)
@@ -202,6 +202,9 @@ def test_auto_train_layer_picks_by_rows(monkeypatch):
     assert layers._train_with_kernels(1)
     monkeypatch.setenv("AVEYB_TRAIN_LAYER", "compile")
     assert not layers._train_with_kernels(10 * limit)
+    monkeypatch.setenv("AVEYB_TRAIN_LAYER", "triton")
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert not layers._train_with_kernels(10 * limit)  # inside torch.compile(model): the reference layer
 
 
 def test_compile_dynamic_is_validated(monkeypatch):

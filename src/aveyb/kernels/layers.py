@@ -230,6 +230,8 @@ def train_layer_mode() -> str:
 
 
 def _train_with_kernels(rows: int) -> bool:
+    if torch.compiler.is_compiling():  # a compiled model: Dynamo traces the reference layer itself
+        return False
     mode = train_layer_mode()
     return mode == "triton" or (mode == "auto" and rows >= AUTO_TRAIN_MIN_ROWS)
 
