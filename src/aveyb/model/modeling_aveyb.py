@@ -173,7 +173,10 @@ class AveyBModel(AveyBPreTrainedModel):
         kernels = _fused_kernels(config, x)
         h, row_mask = self.ranker(x, mask, config, kernels)
         all_hidden = [self.unsplit(h, batch, length)] if output_hidden_states else None
-        steps = kernels.run_layers(self.layers, h, row_mask) if kernels is not None else _run_layers(self.layers, h, row_mask)
+        if kernels is not None and not _layers_intercepted(self.layers, self.training):
+            steps = kernels.run_layers(self.layers, h, row_mask)
+        else:
+            steps = _run_layers(self.layers, h, row_mask)
         for h in steps:
             if output_hidden_states:
                 all_hidden.append(self.unsplit(h, batch, length))
@@ -185,6 +188,18 @@ class AveyBModel(AveyBPreTrainedModel):
         if not return_dict:
             return tuple(v for v in (out, hidden_states) if v is not None)
         return BaseModelOutput(last_hidden_state=out, hidden_states=hidden_states)
+
+
+def _layers_intercepted(layers, training: bool) -> bool:
+    """True when something works through the layers' module calls, which the fused path does not
+    make: forward hooks (FSDP2's ``fully_shard`` gathers a block's parameters in one) or gradient
+    checkpointing while training. Those layers then run as modules (the reference path)."""
+    for layer in layers:
+        if layer._forward_pre_hooks or layer._forward_hooks:
+            return True
+        if training and getattr(layer, "gradient_checkpointing", False):
+            return True
+    return False
 
 
 def _run_layers(layers, h: Tensor, mask: Tensor | None):
