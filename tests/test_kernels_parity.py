@@ -191,12 +191,12 @@ def test_gluon_fallback_is_quiet_unless_asked(monkeypatch):
 
 @needs_triton
 def test_auto_train_layer_picks_by_rows(monkeypatch):
-    """AVEYB_TRAIN_LAYER=auto: the hand-written layer from AUTO_TRAIN_MIN_ROWS rows, the compiled one
+    """AVEYB_TRAIN_LAYER=auto: the hand-written layer from AUTO_TRAIN_MIN_ELEMENTS elements, the compiled one
     below; the explicit modes ignore the size; a model under torch.compile traces the reference."""
     from aveyb.kernels import layers
 
     monkeypatch.delenv("AVEYB_TRAIN_LAYER", raising=False)
-    limit = layers.AUTO_TRAIN_MIN_ROWS
+    limit = layers.AUTO_TRAIN_MIN_ELEMENTS
     assert layers._train_with_kernels(limit) and not layers._train_with_kernels(limit - 1)
     monkeypatch.setenv("AVEYB_TRAIN_LAYER", "triton")
     assert layers._train_with_kernels(1)

@@ -215,25 +215,27 @@ def _compiled(fn):
     return _COMPILED[key]
 
 
-# Below this many rows per layer (batch x tokens) a training step is bound by the host: the
-# hand-written path launches about 25 kernels per layer, the compiled one fewer
-# (results/bench/README.md, "v6": at batch 16 x 512 the compiled layers were faster, at 16 x 2,048 slower).
-AUTO_TRAIN_MIN_ROWS = 16384
+# Below this many elements per layer input (rows x width) a training step is bound by the host:
+# the hand-written path launches about 25 kernels per layer, the compiled one fewer. Measured
+# (results/bench/README.md "v6", results/pretrain/README.md section 5): at d = 768 the hand-written
+# layer was faster from 16 x 1,024 rows, at 16 x 512 not; at d = 384 with 16,384 rows (`mini`) it
+# was slower than even the eager reference.
+AUTO_TRAIN_MIN_ELEMENTS = 16384 * 768
 
 
 def train_layer_mode() -> str:
     """AVEYB_TRAIN_LAYER: how a layer trains (autograd on). ``triton``: the hand-written forward
     and backward kernels of ``training.py`` around cuBLAS GEMMs; ``compile``: the reference layer
     under ``torch.compile`` (Inductor's kernels); ``auto`` (default): ``triton`` from
-    AUTO_TRAIN_MIN_ROWS rows per layer, ``compile`` below."""
+    AUTO_TRAIN_MIN_ELEMENTS elements (rows x width) per layer input, ``compile`` below."""
     return env_choice("AVEYB_TRAIN_LAYER", ("auto", "triton", "compile"), "auto")
 
 
-def _train_with_kernels(rows: int) -> bool:
+def _train_with_kernels(elements: int) -> bool:
     if torch.compiler.is_compiling():  # a compiled model: Dynamo traces the reference layer itself
         return False
     mode = train_layer_mode()
-    return mode == "triton" or (mode == "auto" and rows >= AUTO_TRAIN_MIN_ROWS)
+    return mode == "triton" or (mode == "auto" and elements >= AUTO_TRAIN_MIN_ELEMENTS)
 
 
 def _activation_name(layer) -> str:
@@ -255,7 +257,7 @@ def layer_step(layer, x: torch.Tensor, mask: torch.Tensor | None, stats: gemm.Ro
     tau = getattr(layer, "tau", None) if layer.dynamic_norm == "softmax" and kind != "static" else None
     act = _activation_name(layer)
     grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    if grad and _train_with_kernels(n_split * split_size):
+    if grad and _train_with_kernels(x.numel()):
         from aveyb.kernels.training import layer_train_forward
 
         return layer_train_forward(layer, x.contiguous(), mask, act), None
