@@ -47,21 +47,25 @@ _ROW_CONFIGS = [triton.Config({"BLOCK_R": br}, num_warps=w) for br, w in ((4, 4)
 
 @triton.autotune(configs=tunable(_ROW_CONFIGS), key=["D"])
 @triton.jit
-def _rms_forward_kernel(x_ptr, g_ptr, xn_ptr, rstd_ptr, R, D, eps,
+def _rms_forward_kernel(x_ptr, g_ptr, xn_ptr, rstd_ptr, R, D, XN_W, eps,
                         BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    """xn = x · r · g, r = rsqrt(mean(x²) + eps) (``rms_norm``), r kept for the backward."""
+    """xn = x · r · g, r = rsqrt(mean(x²) + eps) (``rms_norm``), r kept for the backward. xn's rows
+    are XN_W ≥ D + 1 wide: column D holds 1 and the rest 0, so that the weight-gradient GEMM
+    dZpreᵀ · xn also yields the bias gradient Σ_rows dZpre in its column D."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     dd = tl.arange(0, BLOCK_D)
-    ok = (rows < R)[:, None] & (dd < D)[None, :]
+    row_ok = (rows < R)[:, None]
     offs = rows.to(tl.int64)[:, None] * D + dd[None, :]
-    x = tl.load(x_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + offs, mask=row_ok & (dd < D)[None, :], other=0.0).to(tl.float32)
     r = tl.math.rsqrt(tl.sum(x * x, axis=1) / D + eps)
     g = tl.load(g_ptr + dd, mask=dd < D, other=0.0).to(tl.float32)
-    tl.store(xn_ptr + offs, (x * r[:, None] * g[None, :]).to(xn_ptr.dtype.element_ty), mask=ok)
+    xn = tl.where((dd == D)[None, :], 1.0, x * r[:, None] * g[None, :])
+    tl.store(xn_ptr + rows.to(tl.int64)[:, None] * XN_W + dd[None, :], xn.to(xn_ptr.dtype.element_ty),
+             mask=row_ok & (dd < XN_W)[None, :])
     tl.store(rstd_ptr + rows, r, mask=rows < R)
 
 
-# Kernels that also reduce over rows (dg, dα, bias gradients) give each program ROWS_PER_PROGRAM
+# Kernels that also reduce over rows (dg, dα, the fuser bias's gradient) give each program ROWS_PER_PROGRAM
 # rows, swept BLOCK_R at a time, and write one partial sum per program: the final sums stay
 # deterministic and the partial buffers small (R / 32 rows). Longer row loops measured slower
 # (256 rows: the gate backward took 317 µs against 207 µs with one tile per program, 32,768 rows).
@@ -153,30 +157,24 @@ def _act_forward_kernel(zpre_ptr, z_ptr, mask_ptr, R, N, D, ACT: tl.constexpr, H
     tl.store(z_ptr + offs, z.to(z_ptr.dtype.element_ty), mask=ok)
 
 
-@triton.autotune(configs=tunable(_COLSUM_CONFIGS), key=["FW", "D"])
+@triton.autotune(configs=tunable(_ELEM_CONFIGS), key=["FW", "D"])
 @triton.jit
-def _gate_backward_kernel(df_ptr, zpre_ptr, mixu_ptr, dzpre_ptr, dmix_ptr, part_ptr, R, FW, D, ZW,
-                          ACT: tl.constexpr, RPP: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
+def _gate_backward_kernel(df_ptr, zpre_ptr, mixu_ptr, dzpre_ptr, dmix_ptr, R, FW, D, ZW, ACT: tl.constexpr,
+                          BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
     """From dF = d[G ⊙ mix(U) ; Zb] (R, FW): dZpre for G and Zb (through act'), and
-    d mix(U) = dF_G ⊙ G for the mix's backward (``AveyBLayer.forward``'s gate and concatenation);
-    per program, the column sums of those dZpre columns (the enricher bias's gradient)."""
-    pid = tl.program_id(0)
+    d mix(U) = dF_G ⊙ G for the mix's backward (``AveyBLayer.forward``'s gate and concatenation)."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for r0 in range(0, RPP, BLOCK_R):
-        rows = pid * RPP + r0 + tl.arange(0, BLOCK_R)
-        r64 = rows.to(tl.int64)
-        ok = (rows < R)[:, None] & (cols < FW)[None, :]
-        gate = ok & (cols < D)[None, :]
-        df = tl.load(df_ptr + r64[:, None] * FW + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-        zp = tl.load(zpre_ptr + r64[:, None] * ZW + D + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-        mixu = tl.load(mixu_ptr + r64[:, None] * D + cols[None, :], mask=gate, other=1.0).to(tl.float32)
-        dz = (df * mixu * act_grad(zp, ACT)).to(dzpre_ptr.dtype.element_ty)
-        tl.store(dzpre_ptr + r64[:, None] * ZW + D + cols[None, :], dz, mask=ok)
-        tl.store(dmix_ptr + r64[:, None] * D + cols[None, :], (df * act_fn(zp, ACT)).to(dmix_ptr.dtype.element_ty),
-                 mask=gate)
-        acc += tl.sum(dz.to(tl.float32), axis=0)
-    tl.store(part_ptr + pid.to(tl.int64) * ZW + D + cols, acc, mask=cols < FW)
+    r64 = rows.to(tl.int64)
+    ok = (rows < R)[:, None] & (cols < FW)[None, :]
+    gate = ok & (cols < D)[None, :]
+    df = tl.load(df_ptr + r64[:, None] * FW + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    zp = tl.load(zpre_ptr + r64[:, None] * ZW + D + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    mixu = tl.load(mixu_ptr + r64[:, None] * D + cols[None, :], mask=gate, other=1.0).to(tl.float32)
+    dz = df * mixu * act_grad(zp, ACT)
+    tl.store(dzpre_ptr + r64[:, None] * ZW + D + cols[None, :], dz.to(dzpre_ptr.dtype.element_ty), mask=ok)
+    tl.store(dmix_ptr + r64[:, None] * D + cols[None, :], (df * act_fn(zp, ACT)).to(dmix_ptr.dtype.element_ty),
+             mask=gate)
 
 
 @triton.jit

@@ -13,10 +13,10 @@ Backward::
 
     dy, db_f                                 _cast_colsum_kernel        (dout in c, its column sums)
     dF   = dy · W_f,  dW_f = dyᵀ · F         cuBLAS (dW_f, dW_e straight to fp32 where torch can)
-    dZpre_G, dZpre_Zb, d mix(U), their db_e  _gate_backward_kernel
+    dZpre_G, dZpre_Zb, d mix(U)              _gate_backward_kernel
     dZpre_U                                  _static_mix_backward_kernel, or
                                              _dynamic_scores_backward_kernel + _dynamic_mix_backward_kernel
-    dxn = dZpre · W_e,  dW_e = dZpreᵀ · xn   cuBLAS
+    dxn = dZpre · W_e,  [dW_e | db_e] = dZpreᵀ · [xn | 1]   cuBLAS (xn is stored with a ones column)
     dx, dg, dα                               _rms_backward_kernel (residual included)
 
 No S × S matrix of the forward is stored; the dynamic backward writes N and dC per split
@@ -40,11 +40,14 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _rms_forward(x2, g, eps, dtype):
+    """(xn_ext, r): xn_ext = [RMSNorm(x) | 1 | 0 …], rows padded to a multiple of 8 (16-byte aligned
+    for cuBLAS) with at least the ones column, and r = rsqrt(mean(x²) + eps)."""
     rows, width = x2.shape
-    xn = torch.empty(rows, width, device=x2.device, dtype=dtype)
+    ext = width + 8 - width % 8
+    xn = torch.empty(rows, ext, device=x2.device, dtype=dtype)
     rstd = torch.empty(rows, device=x2.device, dtype=torch.float32)
     grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]),)  # noqa: E731
-    kb._rms_forward_kernel[grid](x2, g, xn, rstd, rows, width, eps, BLOCK_D=triton.next_power_of_2(width))
+    kb._rms_forward_kernel[grid](x2, g, xn, rstd, rows, width, ext, eps, BLOCK_D=triton.next_power_of_2(ext))
     return xn, rstd
 
 
@@ -100,7 +103,7 @@ class LayerFunction(torch.autograd.Function):
             rows, width = x.shape
             we_c, be_c, wf_c, bf_c = (t.to(dtype) for t in (we, be, wf, bf))
             xn, rstd = _rms_forward(x, g, norm_eps, dtype)
-            zpre = torch.addmm(be_c, xn, we_c.t())
+            zpre = torch.addmm(be_c, xn[:, :width], we_c.t())
             zw = zpre.shape[1]
             z = torch.empty_like(zpre)
             kb._act_forward_kernel[_elementwise_grid(rows, zw)](
@@ -129,13 +132,11 @@ class LayerFunction(torch.autograd.Function):
             dwf = _mm_fp32(dy.t(), f)
             dzpre = torch.empty_like(zpre)
             dmix = torch.empty(rows, width, device=x.device, dtype=dtype)
-            parts = torch.empty(triton.cdiv(rows, kb.ROWS_PER_PROGRAM), zw, device=x.device, dtype=torch.float32)
-            grid = lambda meta: (parts.shape[0], triton.cdiv(zw - width, meta["BLOCK_N"]))  # noqa: E731
-            kb._gate_backward_kernel[grid](df, zpre, mixu, dzpre, dmix, parts, rows, zw - width, width, zw,
-                                           ACT=ACT_IDS[act], RPP=kb.ROWS_PER_PROGRAM)
+            kb._gate_backward_kernel[_elementwise_grid(rows, zw - width)](
+                df, zpre, mixu, dzpre, dmix, rows, zw - width, width, zw, ACT=ACT_IDS[act])
             dproj, dtau = _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, split)
-            dbe = torch.cat([dzpre[:, :width].sum(0, dtype=torch.float32), parts[:, width:].sum(0)])
-            dwe = _mm_fp32(dzpre.t(), xn)
+            dwe_ext = _mm_fp32(dzpre.t(), xn)  # [dW_e | db_e | 0 …]: xn's ones column gives the bias
+            dwe, dbe = dwe_ext[:, :width], dwe_ext[:, width]
             dxn = dzpre @ we_c
             dx, dg, dalpha = _rms_backward(dxn, x, rstd, g, dout, alpha)
         dwe_t, dbe_t, dwf_t, dbf_t = (t.to(d) for t, d in zip((dwe, dbe, dwf, dbf), ctx.dtypes))
