@@ -6,7 +6,9 @@ below instead; each returns what its reference returns:
 
 * :func:`supports` -- whether these kernels cover ``config`` on ``device`` (else the reference runs);
 * :func:`rank_and_compress` -- matches :func:`aveyb.model.ranker.rank_and_compress`;
-* :func:`layer_forward` -- matches ``AveyBLayer.forward``;
+* :func:`layer_forward` -- matches ``AveyBLayer.forward``; with autograd on, its training path
+  (``training.LayerFunction``: hand-written forward and backward kernels of ``backward.py``
+  around cuBLAS GEMMs, or the compiled reference, per ``AVEYB_TRAIN_LAYER``);
 * :func:`run_layers` -- every layer in turn (yielding each output), passing the row statistics
   one fused layer computes for the next one's RMSNorm.
 
@@ -15,7 +17,8 @@ removes the launch overhead that dominates short inputs.
 
 Triton is imported lazily, on the first call of the last two, so that ``import aveyb.kernels``
 works on machines without Triton (CI); there :func:`supports` is False. Every kernel sits beside
-a docstring naming the reference function it must match (``ranker.py``, ``layers.py``);
+a docstring naming the reference function it must match (``ranker.py``, ``layers.py``,
+``backward.py``);
 ``docs/kernels.md`` describes the design and the measured speed.
 """
 
