@@ -19,8 +19,10 @@ Backward::
     dxn = dZpre · W_e,  [dW_e | db_e] = dZpreᵀ · [xn | 1]   cuBLAS (xn is stored with a ones column)
     dx, dg, dα                               _rms_backward_kernel (residual included)
 
-No S × S matrix of the forward is stored; the dynamic backward writes N and dC per split
-(M·S² floats, a third of U's size at S = 256, d = 768) and reads them back once.
+No S × S matrix of the forward is stored; the dynamic backward writes Nᵀ, dC and dCᵀ per split
+(M·S² values each in the compute dtype, a third of U's size at S = 256, d = 768) and reads them
+back once. Short inputs are bound by the host (about 25 launches per layer): ``layers.train_layer_mode``
+picks the compiled reference layer there.
 """
 
 from __future__ import annotations
