@@ -11,7 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from aveyb.kernels.gemm import act_fn
+from aveyb.kernels.gemm import _keep_rows, act_fn
 from aveyb.kernels.tuning import tunable
 
 
@@ -31,14 +31,6 @@ def act_grad(x, ACT: tl.constexpr):
         s = tl.sigmoid(x)
         y = s * (1.0 + x * (1.0 - s))
     return y
-
-
-@triton.jit
-def _keep(mask_ptr, rows, ok, HAS_MASK: tl.constexpr):
-    keep = ok
-    if HAS_MASK:
-        keep = ok & (tl.load(mask_ptr + rows.to(tl.int64), mask=ok, other=0) != 0)
-    return keep
 
 
 # ---- RMSNorm ----
@@ -152,7 +144,7 @@ def _act_forward_kernel(zpre_ptr, z_ptr, mask_ptr, R, N, D, ACT: tl.constexpr, H
     offs = rows.to(tl.int64)[:, None] * N + cols[None, :]
     z = act_fn(tl.load(zpre_ptr + offs, mask=ok, other=0.0).to(tl.float32), ACT)
     if HAS_MASK:
-        keep = _keep(mask_ptr, rows, rows < R, HAS_MASK)
+        keep = _keep_rows(mask_ptr, rows, rows < R, HAS_MASK)
         z = tl.where(keep[:, None] | (cols >= D)[None, :], z, 0.0)
     tl.store(z_ptr + offs, z.to(z_ptr.dtype.element_ty), mask=ok)
 
@@ -187,7 +179,7 @@ def _store_du(du, zpre_ptr, mask_ptr, dzpre_ptr, m, rows, dd, S, D, ZW, ACT: tl.
     zp = tl.load(zpre_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     du = du * act_grad(zp, ACT)
     if HAS_MASK:
-        keep = _keep(mask_ptr, r64, rows < S, HAS_MASK)
+        keep = _keep_rows(mask_ptr, r64, rows < S, HAS_MASK)
         du = tl.where(keep[:, None], du, 0.0)
     tl.store(dzpre_ptr + offs, du.to(dzpre_ptr.dtype.element_ty), mask=ok)
 
@@ -264,7 +256,8 @@ def _dynamic_scores_backward_kernel(
         sq_r += tl.sum(u_r.to(tl.float32) * u_r.to(tl.float32), axis=1)
         sq_k += tl.sum(u_k.to(tl.float32) * u_k.to(tl.float32), axis=1)
     inv_r = 1.0 / tl.maximum(tl.sqrt(sq_r), eps)
-    inv_k = 1.0 / tl.maximum(tl.sqrt(sq_k), eps)
+    norm_k = tl.maximum(tl.sqrt(sq_k), eps)
+    inv_k = 1.0 / norm_k
     cos = a * inv_r[:, None] * inv_k[None, :]
     pair = row_in[:, None] & key_in[None, :]
     a = cos
@@ -307,7 +300,6 @@ def _dynamic_scores_backward_kernel(
         dc = da * p
     offs = (base + rows)[:, None] * S + keys[None, :]
     offs_t = (base + keys)[None, :] * S + rows[:, None]
-    norm_k = tl.maximum(tl.sqrt(sq_k), eps)
     tl.store(nt_ptr + offs_t, (n * norm_k[None, :]).to(nt_ptr.dtype.element_ty), mask=pair)
     tl.store(dc_ptr + offs, (dc * inv_k[None, :]).to(dc_ptr.dtype.element_ty), mask=pair)
     tl.store(dct_ptr + offs_t, (dc * inv_r[:, None]).to(dct_ptr.dtype.element_ty), mask=pair)
