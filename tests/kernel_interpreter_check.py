@@ -35,6 +35,7 @@ CASES = {  # name -> what it checks
     "ranker-left-min-padded": "MaxSim + top-k + weights + compression, T not a multiple of S, padded",
     "ranker-both-max-padded": "both directions, max weighting",
     "ranker-left-none-unpadded": "no mask and T a multiple of S (the sync-free unpadded path)",
+    "ranker-maxsim": "MaxSim scores themselves (-inf entries included): empty key and query splits, both directions",
     "ranker-select-weights": "the select kernel's picks and weights against select_top_splits/split_weights",
     "ranker-grad": "gradients of x and D through the fused ranker's autograd path",
 }
@@ -203,6 +204,28 @@ def _ranker(case, grad=False):
     return max(errs)
 
 
+def _maxsim():
+    import torch
+
+    from aveyb.kernels import ranker as fused
+    from aveyb.model import ranker as ref
+
+    worst = 0.0
+    # 3 row blocks per split with the fallback tiles (S=80), d not a multiple of BLOCK_D, chunks of candidates.
+    for case in [(3, 700, 40, 80, 2, "left", "min", True), (2, 400, 40, 80, 2, "both", "min", True),
+                 (2, 480, 40, 80, 2, "left", "min", False)]:
+        cfg, x, mask, _ = _ranker_inputs(*case)
+        xs, ms = ref.split_sequence(x, mask, cfg.split_size)
+        got = fused.maxsim_scores(xs, ms if case[-1] else None, cfg.eps, cfg.ranker_direction)
+        want = ref.maxsim_scores(xs, ms, cfg.eps)
+        pairs = ref.candidate_mask(torch.ones_like(ms[..., 0]), cfg.ranker_direction)
+        cand = ref.candidate_mask(ms.any(-1), cfg.ranker_direction)  # what the selection reads
+        if bool((got[~pairs] > float("-inf")).any()) or not bool((got[cand] > float("-inf")).all()):
+            return float("inf")  # non-candidate pairs must stay -inf, real candidates must be scored
+        worst = max(worst, _rel(got[cand], want[cand]))
+    return worst
+
+
 def _select():
     import torch
 
@@ -244,6 +267,8 @@ def run(name: str) -> float:
     }
     if name in cases:
         return _ranker(cases[name])
+    if name == "ranker-maxsim":
+        return _maxsim()
     if name == "ranker-select-weights":
         return _select()
     if name == "ranker-grad":

@@ -3,11 +3,12 @@
 Matches :func:`aveyb.model.ranker.rank_and_compress`. Pieces:
 
 * ``_maxsim_kernel`` -- :func:`aveyb.model.ranker.maxsim_scores`. One program per (batch, query
-  split i, candidate split j): it streams the two S x d splits through shared memory in d-chunks,
-  keeps one (BLOCK_T x S) block of cosines in registers, takes the row max over real keys and sums
-  over real queries. No T x T (nor S x T) matrix ever reaches device memory. Only candidate pairs
-  are computed (j < i for ``direction="left"``, j != i for "both"); other entries are -inf, which
-  is what the selection needs (the reference computes them and then masks them).
+  split i, chunk of its candidate splits j): one flat loop streams the query and key splits through
+  shared memory in d-chunks, keeps one (BLOCK_T x S) block of cosines in registers, takes the row
+  max over real keys and sums over real queries. No T x T (nor S x T) matrix ever reaches device
+  memory. Only candidate pairs are computed (j < i for ``direction="left"``, j != i for "both");
+  other entries are -inf, which is what the selection needs (the reference computes them and then
+  masks them).
 * top-k and weighting run on the small (B, N, N) score matrix with the reference functions
   :func:`~aveyb.model.ranker.select_top_splits` and :func:`~aveyb.model.ranker.split_weights`
   (k <= a few; O(B N^2) bytes, negligible next to MaxSim's O(B N^2 S^2 d) work).
@@ -31,9 +32,9 @@ from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
 from aveyb.model import ranker as ref
 
 _MAXSIM_CONFIGS = [
-    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
-    for bt, bd, w, st in ((64, 64, 8, 2), (64, 64, 8, 3), (128, 64, 8, 3), (32, 64, 4, 3), (64, 32, 4, 3),
-                          (128, 32, 8, 2))
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "J_CHUNK": jc}, num_warps=w, num_stages=st)
+    for bt, bd, jc, w, st in ((128, 64, 8, 8, 3), (128, 64, 8, 8, 4), (128, 64, 32, 8, 3), (128, 32, 8, 8, 4),
+                              (64, 64, 8, 4, 4), (64, 64, 16, 8, 3), (32, 32, 4, 4, 2))
 ]
 
 
@@ -43,47 +44,60 @@ def _maxsim_kernel(
     x_ptr, inv_ptr, mask_ptr, out_ptr,
     N, S, D, NB,
     HAS_MASK: tl.constexpr, LEFT: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, J_CHUNK: tl.constexpr,
+    PREC: tl.constexpr,
 ):
-    """score[b, i, j] = sum_{real t in X_i} max_{real u in X_j} cos(x_t, x_u), cos = (x_t . x_u) inv_t inv_u."""
-    j = tl.program_id(0)
+    """score[b, i, j] = sum_{real t in X_i} max_{real u in X_j} cos(x_t, x_u), cos = (x_t . x_u) inv_t inv_u,
+    for the J_CHUNK candidates j of query split i that program (c, i, b) owns.
+
+    One flat loop over (candidate, query-row block, d-chunk): the product of a pair is only S x S x d
+    (a K loop of a dozen steps), so looping pairs one at a time would drain and refill the software
+    pipeline at every pair; flattened, the loads of the next pair overlap the epilogue of this one.
+    """
+    c = tl.program_id(0)
     i = tl.program_id(1)
     b = tl.program_id(2)
-    if LEFT:
-        skip = j >= i
-    else:
-        skip = j == i
-    if not skip:
+    n_cand = i if LEFT else N - 1  # "both": candidates 0..N-2 map onto j != i
+    lo = c * J_CHUNK
+    hi = tl.minimum(lo + J_CHUNK, n_cand)
+    if lo < hi:
+        n_d = tl.cdiv(D, BLOCK_D)
+        n_t = tl.cdiv(S, BLOCK_T)
         base_i = (b * N + i).to(tl.int64) * S
-        base_j = (b * N + j).to(tl.int64) * S
         keys = tl.arange(0, BLOCK_S)
-        key_ok = keys < S
-        if HAS_MASK:
-            key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
-        n_key = tl.sum(key_ok.to(tl.int32), axis=0)
-        inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
-        if n_key > 0:
-            total = 0.0
-            dd = tl.arange(0, BLOCK_D)
-            for t0 in range(0, S, BLOCK_T):
-                rows = t0 + tl.arange(0, BLOCK_T)
+        dd = tl.arange(0, BLOCK_D)
+        acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
+        total = 0.0
+        for it in range(0, (hi - lo) * n_t * n_d):
+            kd = it % n_d
+            tb = (it // n_d) % n_t
+            j = lo + it // (n_d * n_t)
+            if not LEFT:
+                j += (j >= i).to(j.dtype)
+            base_j = (b * N + j).to(tl.int64) * S
+            rows = tb * BLOCK_T + tl.arange(0, BLOCK_T)
+            d_ok = (kd * BLOCK_D + dd) < D
+            q = tl.load(x_ptr + (base_i + rows)[:, None] * D + (kd * BLOCK_D + dd)[None, :],
+                        mask=(rows < S)[:, None] & d_ok[None, :], other=0.0)
+            k = tl.load(x_ptr + (base_j + keys)[:, None] * D + (kd * BLOCK_D + dd)[None, :],
+                        mask=(keys < S)[:, None] & d_ok[None, :], other=0.0)
+            acc = tl.dot(q, tl.trans(k), acc, input_precision=PREC)
+            if kd == n_d - 1:  # this (pair, row block) is complete: cosines, row max, row sum
+                key_ok = keys < S
                 row_ok = rows < S
                 if HAS_MASK:
+                    key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
                     row_ok = row_ok & (tl.load(mask_ptr + base_i + rows, mask=rows < S, other=0) != 0)
-                acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
-                for d0 in range(0, D, BLOCK_D):
-                    d_ok = (d0 + dd) < D
-                    q = tl.load(x_ptr + (base_i + rows)[:, None] * D + (d0 + dd)[None, :],
-                                mask=(rows < S)[:, None] & d_ok[None, :], other=0.0)
-                    k = tl.load(x_ptr + (base_j + keys)[:, None] * D + (d0 + dd)[None, :],
-                                mask=(keys < S)[:, None] & d_ok[None, :], other=0.0)
-                    acc = tl.dot(q, tl.trans(k), acc, input_precision=PREC)
+                inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
                 inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=0.0)
-                acc = acc * inv_q[:, None] * inv_k[None, :]
-                acc = tl.where(key_ok[None, :], acc, float("-inf"))
-                best = tl.max(acc, axis=1)
-                total += tl.sum(tl.where(row_ok, best, 0.0), axis=0)
-            tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total)
+                sim = tl.where(key_ok[None, :], acc * inv_q[:, None] * inv_k[None, :], float("-inf"))
+                total += tl.sum(tl.where(row_ok, tl.max(sim, axis=1), 0.0), axis=0)
+                acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
+                # A key split with no real token keeps its -inf (the reference's); a query split
+                # with no real token scores 0 against the rest, as in the reference.
+                done = (tb == n_t - 1) & (tl.sum(key_ok.to(tl.int32), axis=0) > 0)
+                tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total, mask=done)
+                total = tl.where(tb == n_t - 1, 0.0, total)
 
 
 def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, direction: str = "left") -> torch.Tensor:
@@ -100,7 +114,8 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
         return out
     mask_u8 = mask_arg(ms, inv)
     block_s = max(16, triton.next_power_of_2(split_size))
-    grid = (n_splits, n_splits, batch)
+    most = n_splits - 1  # the most candidates a split has, either direction
+    grid = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]), n_splits, batch)
     # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.
     work_bucket = min(triton.next_power_of_2(batch * n_splits), 256)
     _maxsim_kernel[grid](
