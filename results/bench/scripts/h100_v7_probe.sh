@@ -8,4 +8,4 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw --
 timeout 200 python3 results/bench/scripts/maxsim_lab.py "$OUT/maxsim_lab.json" .carry/old_ranker.py > "$OUT/maxsim_lab.log" 2>&1
 tail -7 "$OUT/maxsim_lab.log"
 timeout 300 python3 results/bench/scripts/train_ops.py 2048 16 > "$OUT/train_ops.txt" 2>&1
-grep -v "^\s*$" "$OUT/train_ops.txt" | cut -c1-42,100-200 | head -30
+head -40 "$OUT/train_ops.txt" | cut -c1-300
