@@ -38,6 +38,7 @@ CASES = {  # name -> what it checks
     "ranker-maxsim": "MaxSim scores themselves (-inf entries included): empty key and query splits, both directions",
     "ranker-select-weights": "the select kernel's picks and weights against select_top_splits/split_weights",
     "ranker-grad": "gradients of x and D through the fused ranker's autograd path",
+    "loss-cross-entropy": "the masked-LM loss and its gradient: ignored rows, V over two blocks with a tail",
 }
 
 
@@ -249,6 +250,21 @@ def _select():
     return worst
 
 
+def _cross_entropy():
+    import torch
+    import torch.nn.functional as F
+
+    from aveyb.kernels import loss
+
+    logits = (torch.randn(7, 5000) * 4).requires_grad_(True)  # 5000 = a 4096 block + a masked tail
+    labels = torch.tensor([3, -100, 4999, 0, -100, 2048, 4095])
+    want = F.cross_entropy(logits, labels, ignore_index=-100)
+    (want_grad,) = torch.autograd.grad(want * 1.7, logits)
+    got = loss.cross_entropy(logits, labels)
+    (grad,) = torch.autograd.grad(got * 1.7, logits)
+    return max(_rel(got.detach().reshape(1), want.detach().reshape(1)), _rel(grad, want_grad))
+
+
 def run(name: str) -> float:
     if name.startswith("layers-"):
         _, kind, norm, act = name.split("-")
@@ -271,6 +287,8 @@ def run(name: str) -> float:
         return _maxsim()
     if name == "ranker-select-weights":
         return _select()
+    if name == "loss-cross-entropy":
+        return _cross_entropy()
     if name == "ranker-grad":
         return _ranker((2, 200, 32, 32, 2, "left", "min", True), grad=True)
     raise KeyError(name)

@@ -10,12 +10,14 @@ below instead; each returns what its reference returns:
   (``training.LayerFunction``: hand-written forward and backward kernels of ``backward.py``
   around cuBLAS GEMMs, or the compiled reference, per ``AVEYB_TRAIN_LAYER``);
 * :func:`run_layers` -- every layer in turn (yielding each output), passing the row statistics
-  one fused layer computes for the next one's RMSNorm.
+  one fused layer computes for the next one's RMSNorm;
+* :func:`cross_entropy` -- the masked-LM loss, matches ``F.cross_entropy(logits.float(), labels,
+  ignore_index=-100)`` without an fp32 copy of the logits (``loss.py``).
 
 :mod:`aveyb.kernels.graphs` replays the fused forward as CUDA graphs (``GraphedEncoder``), which
 removes the launch overhead that dominates short inputs.
 
-Triton is imported lazily, on the first call of the last two, so that ``import aveyb.kernels``
+Triton is imported lazily, on the first call of the last four, so that ``import aveyb.kernels``
 works on machines without Triton (CI); there :func:`supports` is False. Every kernel sits beside
 a docstring naming the reference function it must match (``ranker.py``, ``layers.py``,
 ``backward.py``);
@@ -26,7 +28,8 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["available", "layer_forward", "rank_and_compress", "run_layers", "supports", "unsupported_reason"]
+__all__ = ["available", "cross_entropy", "layer_forward", "rank_and_compress", "run_layers", "supports",
+           "unsupported_reason"]
 
 # Largest split size the one-tile-per-split kernels hold in registers (an S x S tile row block).
 MAX_SPLIT_SIZE = 512
@@ -73,6 +76,13 @@ def layer_forward(layer, x, mask):
     from aveyb.kernels import layers
 
     return layers.layer_forward(layer, x, mask)
+
+
+def cross_entropy(logits, labels):
+    """Mean cross-entropy of (rows, V) CUDA logits over labels != -100 (checked to be in [0, V))."""
+    from aveyb.kernels import loss
+
+    return loss.cross_entropy(logits, labels)
 
 
 def run_layers(layers, h, mask):

@@ -263,11 +263,23 @@ class AveyBForMaskedLM(AveyBPreTrainedModel):
         logits = F.linear(hidden, self.model.embed.weight)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+            loss = masked_lm_loss(self.config, logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return tuple(v for v in (loss, logits, enc.hidden_states) if v is not None)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
+
+
+def masked_lm_loss(config: AveyBConfig, logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over labelled rows of (rows, V) logits. On CUDA, unless
+    ``kernel_backend="torch"`` or inside ``torch.compile`` (Inductor fuses the reference itself),
+    the Triton kernel: it reads the bf16 logits directly instead of an fp32 copy of them."""
+    if logits.is_cuda and config.kernel_backend != "torch" and not torch.compiler.is_compiling():
+        from aveyb import kernels
+
+        if kernels.available():
+            return kernels.cross_entropy(logits, labels)
+    return F.cross_entropy(logits.float(), labels, ignore_index=-100)
 
 
 def classification_loss(config, logits: Tensor, labels: Tensor) -> Tensor:
