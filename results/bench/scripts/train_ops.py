@@ -28,5 +28,7 @@ with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_sh
         fn()
     torch.cuda.synchronize()
 print(f"== fused train batch {batch} length {length}, sparse prediction: per 2 steps, by op and shape")
-print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=45,
+print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=90,
                                                          max_name_column_width=40, max_shapes_column_width=70))
+print("== the same, by op only (CUDA total includes children: autograd nodes show their whole backward)")
+print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=70, max_name_column_width=60))
