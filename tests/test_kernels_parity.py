@@ -219,6 +219,42 @@ def test_compile_dynamic_is_validated(monkeypatch):
 
 
 @needs_triton
+@needs_triton
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_compress_backward_matches_autograd(k):
+    """The written-out compression gradient (x, weights, D) equals autograd through the reference
+    ``compress``, in fp32 and in float64; picks repeat a split and one slot is empty (weight 0)."""
+    from aveyb.kernels import ranker as fused
+    from aveyb.model import ranker as ref
+
+    gen = torch.Generator().manual_seed(k)
+    batch, n, s, d = 2, 5, 12, 20
+    for dtype in (torch.float64, torch.float32):
+        xs = torch.randn(batch, n, s, d, generator=gen, dtype=dtype).requires_grad_(True)
+        idx = torch.randint(0, n, (batch, n, k), generator=gen)
+        weights = torch.rand(batch, n, k, generator=gen, dtype=dtype) + 1
+        if k:
+            idx[0, 1, 0], weights[0, 1, 0] = 0, 0.0  # an empty slot, as select_top_splits leaves it
+            idx[1, :, -1] = 3  # every split picks split 3: the index_add must sum them
+        weights.requires_grad_(True)
+        down = (torch.randn(s, (k + 1) * s, generator=gen, dtype=dtype) / s).requires_grad_(True)
+        grad = torch.randn(batch, n, s, d, generator=gen, dtype=dtype)
+        out = ref.compress(xs, idx, weights, down)
+        want = torch.autograd.grad(out, (xs, weights, down), grad, allow_unused=True)
+        got = fused.compress_backward(grad, xs.detach(), idx, weights.detach(), down.detach(), dtype,
+                                      (True, True, True))
+        only_w = fused.compress_backward(grad, xs.detach(), idx, weights.detach(), down.detach(), dtype,
+                                         (False, True, False))
+        assert only_w[0] is None and only_w[2] is None and torch.equal(only_w[1], got[1])
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        for name, a, b in zip(("x", "weights", "D"), got, want):
+            if b is None:  # k = 0: weights is empty
+                assert a.numel() == 0
+                continue
+            assert a.shape == b.shape and a.dtype == b.dtype, name
+            assert rel(a, b) < tol, (name, dtype, rel(a, b))
+
+
 def test_ranker_autocast_plumbing(monkeypatch):
     """Under autocast the fused ranker hands MaxSim and the compression one copy of the embeddings
     in autocast's dtype, keeps the output fp32, and its gradients follow the reference's. On CPU,

@@ -19,7 +19,8 @@ Matches :func:`aveyb.model.ranker.rank_and_compress`. Pieces:
 Training: MaxSim's gradient reaches the embeddings only through the k selected pairs per split
 (the weights), so with autograd on the kernel's scores only drive the selection and
 :func:`selected_pair_scores` recomputes those pairs' scores in PyTorch (differentiable, no host
-sync); :class:`_Compress` recomputes the reference ``compress`` under autograd in its backward.
+sync); :class:`_Compress`'s backward is :func:`compress_backward`, the gradient written out as
+three batched GEMMs and an index_add (no recomputed forward).
 """
 
 from __future__ import annotations
@@ -287,28 +288,75 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     return None
 
 
+def _bmm_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b batched, fp32 result: straight from the GEMM's accumulator where torch offers it
+    (``torch.bmm(..., out_dtype=)``, CUDA, 16-bit inputs), else the product upcast."""
+    if a.is_cuda and a.dtype in (torch.bfloat16, torch.float16):
+        try:
+            return torch.bmm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError, NotImplementedError):
+            pass
+    return torch.bmm(a, b).to(torch.promote_types(a.dtype, torch.float32))
+
+
+def compress_backward(grad: torch.Tensor, xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor,
+                      down_proj: torch.Tensor, dot_dtype: torch.dtype, needs: tuple[bool, bool, bool]):
+    """Gradients of :func:`aveyb.model.ranker.compress` for (xs, weights, D), written out instead
+    of differentiating a recomputed forward (which gathers every pick twice, transposes the
+    splits for D's gradient and scatters each slot separately).
+
+    With G_i = dL/dH_i and P_i = Dᵀ G_i = [D_1ᵀG_i; …; D_kᵀG_i; D_ownᵀG_i] (one batched GEMM):
+    dX_i = G_i + D_ownᵀG_i + Σ_{(i', s): j_{i's} = i} w_{i's} D_sᵀG_{i'}  (an index_add over picks),
+    dw_{is} = ⟨D_sᵀG_i, X_{j_is}⟩, and dD = Σ_i G_i · [w_{i1}X_{j_i1}; …; w_{ik}X_{j_ik}; X_i]ᵀ. The
+    products run in ``dot_dtype`` (the forward's), as the reference's under autocast.
+    """
+    need_x, need_w, need_d = needs
+    batch, n_splits, split_size, width = xs.shape
+    k = idx.shape[-1]
+    rows = batch * n_splits
+    g = grad.reshape(rows, split_size, width)
+    g_dot = g.to(dot_dtype)
+    x = xs.reshape(rows, split_size, width)
+    src = (idx + n_splits * torch.arange(batch, device=idx.device).view(batch, 1, 1)).reshape(-1)
+    w = weights.reshape(rows, k)
+    gx = gw = gd = None
+    if need_x or (need_w and k):
+        p = torch.matmul(down_proj.to(dot_dtype).t(), g_dot)  # (rows, (k+1)S, d)
+        slots = p[:, :k * split_size].reshape(rows, k, split_size, width)
+    picked = x.index_select(0, src).view(rows, k, split_size, width) if k and (need_w or need_d) else None
+    if need_x:
+        gx = g + p[:, k * split_size:]
+        if k:
+            spread = slots * w[..., None, None].to(slots.dtype)
+            gx = gx.index_add(0, src, spread.reshape(rows * k, split_size, width).to(gx.dtype))
+        gx = gx.reshape(xs.shape).to(xs.dtype)
+    if need_w:
+        acc = torch.promote_types(dot_dtype, torch.float32)  # fp32, or fp64 for fp64 inputs
+        gw = (slots.to(acc) * picked.to(acc)).sum(dim=(-1, -2)) if k else torch.zeros_like(w)
+        gw = gw.reshape(weights.shape).to(weights.dtype)
+    if need_d:
+        window = x if not k else torch.cat(
+            [(picked * w[..., None, None].to(picked.dtype)).reshape(rows, k * split_size, width), x], dim=1)
+        gd = _bmm_fp32(g_dot, window.to(dot_dtype).transpose(1, 2)).sum(dim=0).to(down_proj.dtype)
+    return gx, gw, gd
+
+
 class _Compress(torch.autograd.Function):
-    """Triton forward; backward differentiates the reference ``compress`` (recomputed) under the
-    forward's autocast state (``custom_bwd``), so its matmuls run in the same dtype."""
+    """Triton forward; the backward is :func:`compress_backward`, in the forward's dot dtype
+    (autocast's, under autocast, as the reference's matmuls)."""
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, xs, idx, weights, down_proj, xs_dot):
         ctx.save_for_backward(xs, idx, weights, down_proj)
+        ctx.dot_dtype = xs.dtype if xs_dot is None else xs_dot.dtype
         return compress(xs, idx, weights, down_proj, xs_dot)
 
     @staticmethod
-    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad):
         xs, idx, weights, down_proj = ctx.saved_tensors
-        with torch.enable_grad():
-            inputs = [t.detach().requires_grad_(need) for t, need in
-                      zip((xs, weights, down_proj), (ctx.needs_input_grad[0], ctx.needs_input_grad[2],
-                                                     ctx.needs_input_grad[3]))]
-            out = ref.compress(inputs[0], idx, inputs[1], inputs[2])
-            wanted = [t for t in inputs if t.requires_grad]
-            grads = iter(torch.autograd.grad(out, wanted, grad)) if wanted else iter(())
-        gx, gw, gd = (next(grads) if t.requires_grad else None for t in inputs)
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3])
+        with torch.autocast(grad.device.type, enabled=False):
+            gx, gw, gd = compress_backward(grad, xs, idx, weights, down_proj, ctx.dot_dtype, needs)
         return gx, None, gw, gd, None
 
 
