@@ -275,9 +275,11 @@ def masked_lm_loss(config: AveyBConfig, logits: Tensor, labels: Tensor) -> Tenso
     ``kernel_backend="torch"`` or inside ``torch.compile`` (Inductor fuses the reference itself),
     the Triton kernel: it reads the bf16 logits directly instead of an fp32 copy of them."""
     if logits.is_cuda and config.kernel_backend != "torch" and not torch.compiler.is_compiling():
-        from aveyb import kernels
-
-        if kernels.available():
+        try:  # a checkpoint's remote code runs without aveyb installed (transformers skips try blocks)
+            from aveyb import kernels
+        except ImportError:
+            kernels = None
+        if kernels is not None and kernels.available():
             return kernels.cross_entropy(logits, labels)
     return F.cross_entropy(logits.float(), labels, ignore_index=-100)
 
