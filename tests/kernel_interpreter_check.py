@@ -35,7 +35,7 @@ CASES = {  # name -> what it checks
     "ranker-left-min-padded": "MaxSim + top-k + weights + compression, T not a multiple of S, padded",
     "ranker-both-max-padded": "both directions, max weighting",
     "ranker-left-none-unpadded": "no mask and T a multiple of S (the sync-free unpadded path)",
-    "ranker-maxsim": "MaxSim scores themselves (-inf entries included): empty key and query splits, both directions",
+    "ranker-maxsim": "MaxSim scores (-inf entries included), pointer and TMA kernels: empty splits, both directions",
     "ranker-select-weights": "the select kernel's picks and weights against select_top_splits/split_weights",
     "ranker-grad": "gradients of x and D through the fused ranker's autograd path",
     "loss-cross-entropy": "the masked-LM loss and its gradient: ignored rows, V over two blocks with a tail",
@@ -217,13 +217,14 @@ def _maxsim():
                  (2, 480, 40, 80, 2, "left", "min", False)]:
         cfg, x, mask, _ = _ranker_inputs(*case)
         xs, ms = ref.split_sequence(x, mask, cfg.split_size)
-        got = fused.maxsim_scores(xs, ms if case[-1] else None, cfg.eps, cfg.ranker_direction)
         want = ref.maxsim_scores(xs, ms, cfg.eps)
         pairs = ref.candidate_mask(torch.ones_like(ms[..., 0]), cfg.ranker_direction)
         cand = ref.candidate_mask(ms.any(-1), cfg.ranker_direction)  # what the selection reads
-        if bool((got[~pairs] > float("-inf")).any()) or not bool((got[cand] > float("-inf")).all()):
-            return float("inf")  # non-candidate pairs must stay -inf, real candidates must be scored
-        worst = max(worst, _rel(got[cand], want[cand]))
+        for tma in (False, True):  # pointer loads; TMA blocks running past a split and past the tensor
+            got = fused.maxsim_scores(xs, ms if case[-1] else None, cfg.eps, cfg.ranker_direction, tma=tma)
+            if bool((got[~pairs] > float("-inf")).any()) or not bool((got[cand] > float("-inf")).all()):
+                return float("inf")  # non-candidate pairs must stay -inf, real candidates must be scored
+            worst = max(worst, _rel(got[cand], want[cand]))
     return worst
 
 

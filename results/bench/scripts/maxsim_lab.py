@@ -4,7 +4,7 @@ file path, optional) and the PyTorch reference, on the base model's shapes (S=25
 python results/bench/scripts/maxsim_lab.py OUT.json [OLD_RANKER.py]
 
 For each length: agreement with the reference (fp32 chunked einsum) on the candidate pairs, the
-kernels' times (triton.testing.do_bench, median ms) and the achieved TFLOP/s, counting
+kernels' times (the current one with pointer loads ("new") and with TMA loads ("tma")) (triton.testing.do_bench, median ms) and the achieved TFLOP/s, counting
 2·S²·d per candidate pair. Prints a table last.
 """
 
@@ -47,10 +47,21 @@ for length in (2048, 8192, 32768, 98304, 131072):
                                           == want.masked_fill(~c2, -float("inf")).topk(min(3, n - 1), -1).indices[:, 1:])
                                          .float().mean())
     row["noncandidates_neg_inf"] = bool((got[~cand] == float("-inf")).all())
-    ms_new = triton.testing.do_bench(lambda x=xs: new.maxsim_scores(x, None, EPS, "left"), warmup=50, rep=300)
+    ms_new = triton.testing.do_bench(lambda x=xs: new.maxsim_scores(x, None, EPS, "left", tma=False), warmup=50,
+                                     rep=300)
     row["new_ms"] = ms_new
     row["new_tflops"] = flop / ms_new / 1e9
     row["new_config"] = str(new._maxsim_kernel.best_config)
+    if hasattr(new, "_maxsim_tma_kernel"):
+        got_tma = new.maxsim_scores(xs, None, EPS, "left", tma=True)
+        row["tma_max_abs_diff_vs_pointer"] = float((got_tma - new.maxsim_scores(xs, None, EPS, "left", tma=False))
+                                                   .abs()[cand].max())
+        row["tma_noncandidates_neg_inf"] = bool((got_tma[~cand] == float("-inf")).all())
+        ms_tma = triton.testing.do_bench(lambda x=xs: new.maxsim_scores(x, None, EPS, "left", tma=True), warmup=50,
+                                         rep=300)
+        row["tma_ms"] = ms_tma
+        row["tma_tflops"] = flop / ms_tma / 1e9
+        row["tma_config"] = str(new._maxsim_tma_kernel.best_config)
     if old is not None:
         got_old = old.maxsim_scores(xs, None, EPS, "left")
         row["max_abs_diff_vs_old"] = float((got - got_old).abs()[cand].max())
@@ -65,7 +76,8 @@ for length in (2048, 8192, 32768, 98304, 131072):
 
 with open(out_path, "w") as fh:
     json.dump({"gpu": torch.cuda.get_device_name(), "rows": rows}, fh, indent=1)
-print(f"{'length':>8} {'old ms':>9} {'new ms':>9} {'old TF/s':>9} {'new TF/s':>9} {'speedup':>8}")
+nan = float("nan")
+print(f"{'length':>8} {'old ms':>9} {'new ms':>9} {'tma ms':>9} {'old TF/s':>9} {'new TF/s':>9} {'tma TF/s':>9}")
 for r in rows:
-    print(f"{r['length']:>8} {r.get('old_ms', float('nan')):>9.2f} {r['new_ms']:>9.2f} "
-          f"{r.get('old_tflops', float('nan')):>9.0f} {r['new_tflops']:>9.0f} {r.get('speedup', float('nan')):>8.2f}")
+    print(f"{r['length']:>8} {r.get('old_ms', nan):>9.2f} {r['new_ms']:>9.2f} {r.get('tma_ms', nan):>9.2f} "
+          f"{r.get('old_tflops', nan):>9.0f} {r['new_tflops']:>9.0f} {r.get('tma_tflops', nan):>9.0f}")

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aveyb.kernels.tuning import dot_precision, mask_arg, tunable
+from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, tunable
 from aveyb.model import ranker as ref
 
 _MAXSIM_CONFIGS = [
@@ -91,9 +91,10 @@ def _maxsim_kernel(
                     key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
                     row_ok = row_ok & (tl.load(mask_ptr + base_i + rows, mask=rows < S, other=0) != 0)
                 inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
-                inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=0.0)
-                sim = tl.where(key_ok[None, :], acc * inv_q[:, None] * inv_k[None, :], float("-inf"))
-                total += tl.sum(tl.where(row_ok, tl.max(sim, axis=1), 0.0), axis=0)
+                inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=1.0)  # 1: no -inf * 0
+                # inv_q > 0 scales a whole row, so it is applied after the row max.
+                sim = tl.where(key_ok[None, :], acc * inv_k[None, :], float("-inf"))
+                total += tl.sum(tl.where(row_ok, tl.max(sim, axis=1) * inv_q, 0.0), axis=0)
                 acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
                 # A key split with no real token keeps its -inf (the reference's); a query split
                 # with no real token scores 0 against the rest, as in the reference.
@@ -102,11 +103,87 @@ def _maxsim_kernel(
                 total = tl.where(tb == n_t - 1, 0.0, total)
 
 
-def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, direction: str = "left") -> torch.Tensor:
+def _maxsim_tma_blocks(nargs):
+    nargs["q_desc"].block_shape = [nargs["BLOCK_T"], nargs["BLOCK_D"]]
+    nargs["k_desc"].block_shape = [nargs["BLOCK_S"], nargs["BLOCK_D"]]
+
+
+_MAXSIM_TMA_CONFIGS = [
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "J_CHUNK": jc}, num_warps=w, num_stages=st,
+                  pre_hook=_maxsim_tma_blocks)
+    for bt, bd, jc, w, st in ((128, 64, 1, 8, 4), (128, 64, 2, 8, 4), (128, 64, 8, 8, 3), (128, 64, 8, 8, 4),
+                              (128, 64, 32, 8, 4), (64, 64, 16, 4, 4), (32, 32, 4, 4, 2))
+]
+
+
+@triton.autotune(configs=tunable(_MAXSIM_TMA_CONFIGS), key=["S", "D", "NB"])
+@triton.jit
+def _maxsim_tma_kernel(
+    q_desc, k_desc, inv_ptr, mask_ptr, out_ptr,
+    N, S, D, NB,
+    HAS_MASK: tl.constexpr, LEFT: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, J_CHUNK: tl.constexpr,
+):
+    """``_maxsim_kernel`` with its two operands loaded by TMA from the (B·N·S, d) splits (Hopper,
+    16-bit data). A block may run past its split into the next one (S not a multiple of the
+    block) or past the tensor (zero-filled); the epilogue's row and key masks drop those rows."""
+    c = tl.program_id(0)
+    i = tl.program_id(1)
+    b = tl.program_id(2)
+    n_cand = i if LEFT else N - 1
+    lo = c * J_CHUNK
+    hi = tl.minimum(lo + J_CHUNK, n_cand)
+    if lo < hi:
+        n_d = tl.cdiv(D, BLOCK_D)
+        n_t = tl.cdiv(S, BLOCK_T)
+        row0_i = (b * N + i) * S
+        base_i = row0_i.to(tl.int64)
+        keys = tl.arange(0, BLOCK_S)
+        acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
+        total = 0.0
+        for it in range(0, (hi - lo) * n_t * n_d):
+            kd = it % n_d
+            tb = (it // n_d) % n_t
+            j = lo + it // (n_d * n_t)
+            if not LEFT:
+                j += (j >= i).to(j.dtype)
+            q = q_desc.load([row0_i + tb * BLOCK_T, kd * BLOCK_D])
+            k = k_desc.load([(b * N + j) * S, kd * BLOCK_D])
+            acc = tl.dot(q, tl.trans(k), acc)
+            if kd == n_d - 1:
+                base_j = ((b * N + j) * S).to(tl.int64)
+                rows = tb * BLOCK_T + tl.arange(0, BLOCK_T)
+                key_ok = keys < S
+                row_ok = rows < S
+                if HAS_MASK:
+                    key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
+                    row_ok = row_ok & (tl.load(mask_ptr + base_i + rows, mask=rows < S, other=0) != 0)
+                inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
+                inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=1.0)  # 1: no -inf * 0
+                sim = tl.where(key_ok[None, :], acc * inv_k[None, :], float("-inf"))
+                total += tl.sum(tl.where(row_ok, tl.max(sim, axis=1) * inv_q, 0.0), axis=0)
+                acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
+                done = (tb == n_t - 1) & (tl.sum(key_ok.to(tl.int32), axis=0) > 0)
+                tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total, mask=done)
+                total = tl.where(tb == n_t - 1, 0.0, total)
+
+
+def _maxsim_tma_ok(xs: torch.Tensor) -> bool:
+    """TMA loads need Hopper or newer, 16-bit data and 16-byte aligned rows (AVEYB_MAXSIM_TMA=0: off)."""
+    if env_choice("AVEYB_MAXSIM_TMA", ("0", "1"), "1") == "0" or xs.device.type != "cuda":
+        return False
+    if xs.dtype not in (torch.bfloat16, torch.float16) or (xs.shape[-1] * xs.element_size()) % 16:
+        return False
+    return torch.cuda.get_device_capability(xs.device)[0] >= 9 and xs.data_ptr() % 16 == 0
+
+
+def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, direction: str = "left",
+                  tma: bool | None = None) -> torch.Tensor:
     """Triton :func:`aveyb.model.ranker.maxsim_scores` over candidate pairs only; others are -inf.
 
     (B, N, S, d) zero-padded splits, (B, N, S) bool or None (nothing padded) -> (B, N, N) float32.
     The splits are read as they are; cosines are dot products scaled by 1 / (‖x‖ + eps) in fp32.
+    ``tma``: load by TMA (``_maxsim_tma_kernel``); None decides from the device and the data.
     """
     batch, n_splits, split_size, width = xs.shape
     xs = xs.contiguous()
@@ -120,10 +197,18 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
     grid = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]), n_splits, batch)
     # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.
     work_bucket = min(triton.next_power_of_2(batch * n_splits), 256)
-    _maxsim_kernel[grid](
-        xs, inv, mask_u8, out, n_splits, split_size, width, work_bucket,
-        HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s, PREC=dot_precision(xs.dtype),
-    )
+    common = dict(HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s)
+    if tma if tma is not None else _maxsim_tma_ok(xs):
+        from triton.tools.tensor_descriptor import TensorDescriptor
+
+        flat = xs.view(batch * n_splits * split_size, width)
+        q_desc = TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [16, 16])  # blocks: per config
+        k_desc = TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [16, 16])
+        _maxsim_tma_kernel[grid](q_desc, k_desc, inv, mask_u8, out, n_splits, split_size, width, work_bucket,
+                                 **common)
+    else:
+        _maxsim_kernel[grid](xs, inv, mask_u8, out, n_splits, split_size, width, work_bucket,
+                             PREC=dot_precision(xs.dtype), **common)
     return out
 
 
