@@ -108,11 +108,14 @@ def _maxsim_tma_blocks(nargs):
     nargs["k_desc"].block_shape = [nargs["BLOCK_S"], nargs["BLOCK_D"]]
 
 
+# GROUP_I query splits share each candidate chunk among the programs running at once, so at long
+# inputs their keys come from L2 rather than HBM (a pair is ~256 FLOP per key byte: HBM-bound).
 _MAXSIM_TMA_CONFIGS = [
-    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "J_CHUNK": jc}, num_warps=w, num_stages=st,
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "J_CHUNK": jc, "GROUP_I": gi}, num_warps=w, num_stages=st,
                   pre_hook=_maxsim_tma_blocks)
-    for bt, bd, jc, w, st in ((128, 64, 1, 8, 4), (128, 64, 2, 8, 4), (128, 64, 8, 8, 3), (128, 64, 8, 8, 4),
-                              (128, 64, 32, 8, 4), (64, 64, 16, 4, 4), (32, 32, 4, 4, 2))
+    for bt, bd, jc, gi, w, st in ((128, 64, 1, 1, 8, 4), (128, 64, 2, 1, 8, 4), (128, 64, 8, 1, 8, 4),
+                                  (128, 64, 2, 8, 8, 4), (128, 64, 4, 16, 8, 4), (128, 64, 8, 8, 8, 4),
+                                  (128, 64, 8, 16, 8, 3), (64, 64, 16, 4, 4, 4), (32, 32, 4, 2, 4, 2))
 ]
 
 
@@ -123,17 +126,20 @@ def _maxsim_tma_kernel(
     N, S, D, NB,
     HAS_MASK: tl.constexpr, LEFT: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, J_CHUNK: tl.constexpr,
+    GROUP_I: tl.constexpr,
 ):
     """``_maxsim_kernel`` with its two operands loaded by TMA from the (B·N·S, d) splits (Hopper,
     16-bit data). A block may run past its split into the next one (S not a multiple of the
-    block) or past the tensor (zero-filled); the epilogue's row and key masks drop those rows."""
-    c = tl.program_id(0)
-    i = tl.program_id(1)
+    block) or past the tensor (zero-filled); the epilogue's row and key masks drop those rows.
+    Program (p, g, b) is query split g·GROUP_I + p % GROUP_I, candidate chunk p // GROUP_I."""
+    p = tl.program_id(0)
+    i = tl.program_id(1) * GROUP_I + p % GROUP_I
+    c = p // GROUP_I
     b = tl.program_id(2)
     n_cand = i if LEFT else N - 1
     lo = c * J_CHUNK
     hi = tl.minimum(lo + J_CHUNK, n_cand)
-    if lo < hi:
+    if (i < N) & (lo < hi):
         n_d = tl.cdiv(D, BLOCK_D)
         n_t = tl.cdiv(S, BLOCK_T)
         row0_i = (b * N + i) * S
@@ -196,7 +202,7 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
     most = n_splits - 1  # the most candidates a split has, either direction
     grid = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]), n_splits, batch)
     # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.
-    work_bucket = min(triton.next_power_of_2(batch * n_splits), 256)
+    work_bucket = min(triton.next_power_of_2(batch * n_splits), 4096)
     common = dict(HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s)
     if tma if tma is not None else _maxsim_tma_ok(xs):
         from triton.tools.tensor_descriptor import TensorDescriptor
@@ -204,8 +210,10 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
         flat = xs.view(batch * n_splits * split_size, width)
         q_desc = TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [16, 16])  # blocks: per config
         k_desc = TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [16, 16])
-        _maxsim_tma_kernel[grid](q_desc, k_desc, inv, mask_u8, out, n_splits, split_size, width, work_bucket,
-                                 **common)
+        grid_tma = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]) * meta["GROUP_I"],
+                                 triton.cdiv(n_splits, meta["GROUP_I"]), batch)
+        _maxsim_tma_kernel[grid_tma](q_desc, k_desc, inv, mask_u8, out, n_splits, split_size, width,
+                                     work_bucket, **common)
     else:
         _maxsim_kernel[grid](xs, inv, mask_u8, out, n_splits, split_size, width, work_bucket,
                              PREC=dot_precision(xs.dtype), **common)
