@@ -174,9 +174,18 @@ def _maxsim_tma_kernel(
                 total = tl.where(tb == n_t - 1, 0.0, total)
 
 
+# Below this many splits (batch x N) the pointer kernel runs: the MaxSim lab timed the TMA one at
+# 0.18-0.26 ms against 0.14-0.16 ms at 8 x 2,048 (64 splits), where the two descriptors built per
+# call cost more than the loads save (results/bench/maxsim_lab_412afba.log).
+TMA_MIN_SPLITS = 256
+
+
 def _maxsim_tma_ok(xs: torch.Tensor) -> bool:
-    """TMA loads need Hopper or newer, 16-bit data and 16-byte aligned rows (AVEYB_MAXSIM_TMA=0: off)."""
+    """TMA loads need Hopper or newer, 16-bit data and 16-byte aligned rows (AVEYB_MAXSIM_TMA=0: off),
+    and pay off from TMA_MIN_SPLITS splits."""
     if env_choice("AVEYB_MAXSIM_TMA", ("0", "1"), "1") == "0" or xs.device.type != "cuda":
+        return False
+    if xs.shape[0] * xs.shape[1] < TMA_MIN_SPLITS:
         return False
     if xs.dtype not in (torch.bfloat16, torch.float16) or (xs.shape[-1] * xs.element_size()) % 16:
         return False
