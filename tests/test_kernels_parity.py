@@ -373,6 +373,36 @@ def test_rank_and_compress_parity(case, dtype):
 
 @gpu
 @needs_triton
+@pytest.mark.parametrize("case", RANKER_CASES, ids=lambda c: f"B{c[0]}T{c[1]}d{c[2]}S{c[3]}{c[5]}")
+def test_maxsim_tma_kernel_parity(case):
+    """The TMA MaxSim kernel (bf16; the model uses it from TMA_MIN_SPLITS splits, so these small
+    cases force it) against float64, next to the pointer kernel; -inf exactly off the candidates."""
+    from aveyb.kernels import ranker as fused
+    from aveyb.model import ranker as ref
+
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA needs Hopper or newer")
+    batch, length, width, s, k, direction, weighting, padded = case
+    cfg = preset_config("tiny", hidden_size=width, split_size=s, top_k=k, ranker_direction=direction)
+    dev = torch.device("cuda")
+    gen = torch.Generator(device=dev).manual_seed(zlib.crc32(repr(case).encode()) + 1)
+    x = _separated_embeddings(batch, length, width, s, dev, gen)
+    mask = None
+    if padded:
+        mask = torch.arange(length, device=dev)[None, :] < torch.tensor([length] + [length // 2] * (batch - 1),
+                                                                      device=dev)[:, None]
+    xs, ms = ref.split_sequence(x.bfloat16(), mask, s)
+    cand = ref.candidate_mask(ms.any(-1), direction)
+    pairs = ref.candidate_mask(torch.ones_like(ms[..., 0]), direction)
+    s64 = ref.maxsim_scores(xs.double(), ms, cfg.eps)
+    pointer = fused.maxsim_scores(xs, ms if padded else None, cfg.eps, direction, tma=False)
+    tma = fused.maxsim_scores(xs, ms if padded else None, cfg.eps, direction, tma=True)
+    assert bool((tma[~pairs] == float("-inf")).all())
+    check("maxsim (TMA)", tma[cand], pointer[cand], s64[cand], torch.bfloat16)
+
+
+@gpu
+@needs_triton
 @pytest.mark.parametrize("case", [RANKER_CASES[0], RANKER_CASES[3]], ids=["padded-S32", "S256"])
 def test_rank_and_compress_under_autocast(case):
     """fp32 embeddings under bf16 autocast (the training step): the fused ranker's products run in
