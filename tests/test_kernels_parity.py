@@ -115,6 +115,19 @@ def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch)
 
 
 @needs_triton
+def test_maxsim_tma_switch(monkeypatch):
+    """The TMA MaxSim kernel is off on CPU and below TMA_MIN_SPLITS; AVEYB_MAXSIM_TMA takes 0 or 1 only."""
+    from aveyb.kernels import ranker
+
+    xs = torch.zeros(2, 4, 16, 32, dtype=torch.bfloat16)
+    monkeypatch.delenv("AVEYB_MAXSIM_TMA", raising=False)
+    assert not ranker._maxsim_tma_ok(xs)  # CPU
+    monkeypatch.setenv("AVEYB_MAXSIM_TMA", "yes")
+    with pytest.raises(ValueError, match="AVEYB_MAXSIM_TMA='yes'.*0, 1"):
+        ranker._maxsim_tma_ok(xs)
+
+
+@needs_triton
 @pytest.mark.parametrize("kind, has_mask", [(0, False), (0, True), (1, False)], ids=["enrich", "enrich-mask", "fuse"])
 def test_gluon_gemm_builds_for_hopper(kind, has_mask):
     """The warp-specialised Gluon GEMM compiles for sm_90 on a CPU machine (Triton needs no GPU to
