@@ -40,6 +40,23 @@ _MAXSIM_CONFIGS = [
 ]
 
 
+@triton.jit
+def _row_block_score(acc, inv_ptr, mask_ptr, base_i, base_j, rows, keys, S, HAS_MASK: tl.constexpr):
+    """One finished (query-row block, key split) block of dot products -> the sum over its real
+    query rows of the max over real keys of the cosines, and whether split j has a real key."""
+    key_ok = keys < S
+    row_ok = rows < S
+    if HAS_MASK:
+        key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
+        row_ok = row_ok & (tl.load(mask_ptr + base_i + rows, mask=rows < S, other=0) != 0)
+    inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
+    inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=1.0)  # 1: no -inf * 0 off the split
+    # inv_q > 0 scales a whole row, so it is applied after the row max.
+    sim = tl.where(key_ok[None, :], acc * inv_k[None, :], float("-inf"))
+    part = tl.sum(tl.where(row_ok, tl.max(sim, axis=1) * inv_q, 0.0), axis=0)
+    return part, tl.sum(key_ok.to(tl.int32), axis=0) > 0
+
+
 @triton.autotune(configs=tunable(_MAXSIM_CONFIGS), key=["S", "D", "NB"])
 @triton.jit
 def _maxsim_kernel(
@@ -85,21 +102,12 @@ def _maxsim_kernel(
                         mask=(keys < S)[:, None] & d_ok[None, :], other=0.0)
             acc = tl.dot(q, tl.trans(k), acc, input_precision=PREC)
             if kd == n_d - 1:  # this (pair, row block) is complete: cosines, row max, row sum
-                key_ok = keys < S
-                row_ok = rows < S
-                if HAS_MASK:
-                    key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
-                    row_ok = row_ok & (tl.load(mask_ptr + base_i + rows, mask=rows < S, other=0) != 0)
-                inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
-                inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=1.0)  # 1: no -inf * 0
-                # inv_q > 0 scales a whole row, so it is applied after the row max.
-                sim = tl.where(key_ok[None, :], acc * inv_k[None, :], float("-inf"))
-                total += tl.sum(tl.where(row_ok, tl.max(sim, axis=1) * inv_q, 0.0), axis=0)
+                part, has_key = _row_block_score(acc, inv_ptr, mask_ptr, base_i, base_j, rows, keys, S, HAS_MASK)
+                total += part
                 acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
                 # A key split with no real token keeps its -inf (the reference's); a query split
                 # with no real token scores 0 against the rest, as in the reference.
-                done = (tb == n_t - 1) & (tl.sum(key_ok.to(tl.int32), axis=0) > 0)
-                tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total, mask=done)
+                tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total, mask=(tb == n_t - 1) & has_key)
                 total = tl.where(tb == n_t - 1, 0.0, total)
 
 
@@ -109,7 +117,8 @@ def _maxsim_tma_blocks(nargs):
 
 
 # GROUP_I query splits share each candidate chunk among the programs running at once, so at long
-# inputs their keys come from L2 rather than HBM (a pair is ~256 FLOP per key byte: HBM-bound).
+# inputs their keys come from L2 rather than HBM (a pair does ~256 FLOP per key byte, about what
+# HBM feeds an H100's tensor cores).
 _MAXSIM_TMA_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "J_CHUNK": jc, "GROUP_I": gi}, num_warps=w, num_stages=st,
                   pre_hook=_maxsim_tma_blocks)
@@ -159,18 +168,10 @@ def _maxsim_tma_kernel(
             if kd == n_d - 1:
                 base_j = ((b * N + j) * S).to(tl.int64)
                 rows = tb * BLOCK_T + tl.arange(0, BLOCK_T)
-                key_ok = keys < S
-                row_ok = rows < S
-                if HAS_MASK:
-                    key_ok = key_ok & (tl.load(mask_ptr + base_j + keys, mask=keys < S, other=0) != 0)
-                    row_ok = row_ok & (tl.load(mask_ptr + base_i + rows, mask=rows < S, other=0) != 0)
-                inv_k = tl.load(inv_ptr + base_j + keys, mask=keys < S, other=0.0)
-                inv_q = tl.load(inv_ptr + base_i + rows, mask=rows < S, other=1.0)  # 1: no -inf * 0
-                sim = tl.where(key_ok[None, :], acc * inv_k[None, :], float("-inf"))
-                total += tl.sum(tl.where(row_ok, tl.max(sim, axis=1) * inv_q, 0.0), axis=0)
+                part, has_key = _row_block_score(acc, inv_ptr, mask_ptr, base_i, base_j, rows, keys, S, HAS_MASK)
+                total += part
                 acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
-                done = (tb == n_t - 1) & (tl.sum(key_ok.to(tl.int32), axis=0) > 0)
-                tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total, mask=done)
+                tl.store(out_ptr + (b * N + i).to(tl.int64) * N + j, total, mask=(tb == n_t - 1) & has_key)
                 total = tl.where(tb == n_t - 1, 0.0, total)
 
 
