@@ -3,9 +3,10 @@ file path, optional) and the PyTorch reference, on the base model's shapes (S=25
 
 python results/bench/scripts/maxsim_lab.py OUT.json [OLD_RANKER.py]
 
-For each length: agreement with the reference (fp32 chunked einsum) on the candidate pairs, the
-kernels' times (the current one with pointer loads ("new") and with TMA loads ("tma")) (triton.testing.do_bench, median ms) and the achieved TFLOP/s, counting
-2·S²·d per candidate pair. Prints a table last.
+For each length: agreement with the reference (fp32 chunked einsum) on the candidate pairs; the
+times (triton.testing.do_bench, median ms) of the current kernel with pointer loads ("new") and
+with TMA loads ("tma"), and of the old one if given; the achieved TFLOP/s, counting 2·S²·d per
+candidate pair. Prints a table last.
 """
 
 from __future__ import annotations
