@@ -114,6 +114,21 @@ def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch)
         getattr(module, getter)()
 
 
+@pytest.mark.parametrize("op", [torch.mm, torch.bmm], ids=["mm", "bmm"])
+def test_product_fp32_result_dtype(op):
+    """The weight-gradient products: 16-bit inputs give an fp32 result (on CPU the upcast product),
+    fp64 stays fp64, and the values are the plain product's."""
+    from aveyb.kernels.tuning import product_fp32
+
+    gen = torch.Generator().manual_seed(0)
+    shape_a, shape_b = ((5, 7), (7, 3)) if op is torch.mm else ((2, 5, 7), (2, 7, 3))
+    a, b = torch.randn(shape_a, generator=gen), torch.randn(shape_b, generator=gen)
+    got = product_fp32(op, a.bfloat16(), b.bfloat16())
+    assert got.dtype == torch.float32
+    assert torch.equal(got, op(a.bfloat16(), b.bfloat16()).float())
+    assert product_fp32(op, a.double(), b.double()).dtype == torch.float64
+
+
 @needs_triton
 def test_maxsim_tma_switch(monkeypatch):
     """The TMA MaxSim kernel is off on CPU and below TMA_MIN_SPLITS; AVEYB_MAXSIM_TMA takes 0 or 1 only."""

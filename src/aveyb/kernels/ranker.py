@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, tunable
+from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, product_fp32, tunable
 from aveyb.model import ranker as ref
 
 _MAXSIM_CONFIGS = [
@@ -391,17 +391,6 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     return None
 
 
-def _bmm_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b batched, fp32 result: straight from the GEMM's accumulator where torch offers it
-    (``torch.bmm(..., out_dtype=)``, CUDA, 16-bit inputs), else the product upcast."""
-    if a.is_cuda and a.dtype in (torch.bfloat16, torch.float16):
-        try:
-            return torch.bmm(a, b, out_dtype=torch.float32)
-        except (TypeError, RuntimeError, NotImplementedError):
-            pass
-    return torch.bmm(a, b).to(torch.promote_types(a.dtype, torch.float32))
-
-
 def compress_backward(grad: torch.Tensor, xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor,
                       down_proj: torch.Tensor, dot_dtype: torch.dtype, needs: tuple[bool, bool, bool]):
     """Gradients of :func:`aveyb.model.ranker.compress` for (xs, weights, D), written out instead
@@ -440,7 +429,7 @@ def compress_backward(grad: torch.Tensor, xs: torch.Tensor, idx: torch.Tensor, w
     if need_d:
         window = x if not k else torch.cat(
             [(picked * w[..., None, None].to(picked.dtype)).reshape(rows, k * split_size, width), x], dim=1)
-        gd = _bmm_fp32(g_dot, window.to(dot_dtype).transpose(1, 2)).sum(dim=0).to(down_proj.dtype)
+        gd = product_fp32(torch.bmm, g_dot, window.to(dot_dtype).transpose(1, 2)).sum(dim=0).to(down_proj.dtype)
     return gx, gw, gd
 
 

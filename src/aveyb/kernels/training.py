@@ -32,7 +32,7 @@ import triton
 
 from aveyb.kernels import backward as kb
 from aveyb.kernels.layers import ACT_IDS, NORM_IDS, mix_and_gate
-from aveyb.kernels.tuning import dot_precision, mask_arg
+from aveyb.kernels.tuning import dot_precision, mask_arg, product_fp32
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -72,22 +72,6 @@ def _cast_colsum(src, dtype):
     grid = lambda meta: (parts.shape[0], triton.cdiv(cols, meta["BLOCK_N"]))  # noqa: E731
     kb._cast_colsum_kernel[grid](src, dst, parts, rows, cols, RPP=kb.ROWS_PER_PROGRAM)
     return dst, parts.sum(0)
-
-
-_MM_OUT_DTYPE: list[bool] = []
-
-
-def _mm_fp32(a, b):
-    """a · b with an fp32 result: straight from the GEMM's fp32 accumulator where torch offers it
-    (``torch.mm(..., out_dtype=)``, CUDA, 16-bit inputs), else the product upcast."""
-    if a.is_cuda and a.dtype in (torch.bfloat16, torch.float16) and _MM_OUT_DTYPE != [False]:
-        try:
-            out = torch.mm(a, b, out_dtype=torch.float32)
-            _MM_OUT_DTYPE[:] = [True]
-            return out
-        except (TypeError, RuntimeError, NotImplementedError):
-            _MM_OUT_DTYPE[:] = [False]
-    return torch.mm(a, b).float()
 
 
 def _elementwise_grid(rows, cols):
@@ -131,13 +115,13 @@ class LayerFunction(torch.autograd.Function):
             dy, dbf = _cast_colsum(dout, dtype)
             f = z[:, width:]
             df = dy @ wf_c
-            dwf = _mm_fp32(dy.t(), f)
+            dwf = product_fp32(torch.mm, dy.t(), f)
             dzpre = torch.empty_like(zpre)
             dmix = torch.empty(rows, width, device=x.device, dtype=dtype)
             kb._gate_backward_kernel[_elementwise_grid(rows, zw - width)](
                 df, zpre, mixu, dzpre, dmix, rows, zw - width, width, zw, ACT=ACT_IDS[act])
             dproj, dtau = _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, split)
-            dwe_ext = _mm_fp32(dzpre.t(), xn)  # [dW_e | db_e | 0 …]: xn's ones column gives the bias
+            dwe_ext = product_fp32(torch.mm, dzpre.t(), xn)  # [dW_e | db_e | 0 …]: xn's ones column gives the bias
             dwe, dbe = dwe_ext[:, :width], dwe_ext[:, width]
             dxn = dzpre @ we_c
             dx, dg, dalpha = _rms_backward(dxn, x, rstd, g, dout, alpha)

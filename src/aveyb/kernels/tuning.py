@@ -39,3 +39,20 @@ def mask_arg(mask: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tens
     """A bool mask as the uint8 buffer the kernels read, or ``placeholder`` (any tensor: the
     kernel's HAS_MASK=False branch never reads it) when there is no mask."""
     return mask.contiguous().view(torch.uint8) if mask is not None else placeholder
+
+
+_OUT_DTYPE_OK: dict = {}  # torch.mm / torch.bmm -> whether its out_dtype= overload ran here
+
+
+def product_fp32(op, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``op(a, b)`` (``torch.mm`` or ``torch.bmm``) with an fp32-or-wider result: straight from the
+    GEMM's fp32 accumulator where torch offers it (``out_dtype=``, CUDA, 16-bit inputs; remembered
+    per op after the first try), else the product upcast."""
+    if a.is_cuda and a.dtype in (torch.bfloat16, torch.float16) and _OUT_DTYPE_OK.get(op, True):
+        try:
+            out = op(a, b, out_dtype=torch.float32)
+            _OUT_DTYPE_OK[op] = True
+            return out
+        except (TypeError, RuntimeError, NotImplementedError):
+            _OUT_DTYPE_OK[op] = False
+    return op(a, b).to(torch.promote_types(a.dtype, torch.float32))
