@@ -29,6 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
+from aveyb.kernels import gemm
 from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, product_fp32, tunable
 from aveyb.model import ranker as ref
 
@@ -186,11 +187,9 @@ def _maxsim_tma_ok(xs: torch.Tensor) -> bool:
     and pay off from TMA_MIN_SPLITS splits."""
     if env_choice("AVEYB_MAXSIM_TMA", ("0", "1"), "1") == "0" or xs.device.type != "cuda":
         return False
-    if xs.shape[0] * xs.shape[1] < TMA_MIN_SPLITS:
+    if xs.shape[0] * xs.shape[1] < TMA_MIN_SPLITS or xs.dtype not in (torch.bfloat16, torch.float16):
         return False
-    if xs.dtype not in (torch.bfloat16, torch.float16) or (xs.shape[-1] * xs.element_size()) % 16:
-        return False
-    return torch.cuda.get_device_capability(xs.device)[0] >= 9 and xs.data_ptr() % 16 == 0
+    return gemm._properties(xs.device).major >= 9 and gemm._tma_layout_ok(xs)
 
 
 def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, direction: str = "left",
