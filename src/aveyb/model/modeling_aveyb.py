@@ -73,16 +73,23 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+def _kernels_module():
+    """``aveyb.kernels``, or None where aveyb is not installed: a checkpoint's remote code runs this
+    file alone, and transformers skips imports inside try blocks when it checks them."""
+    try:
+        from aveyb import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
 def _fused_kernels(config: AveyBConfig, x: Tensor):
     """The Triton kernels module when it should run for this input, else None (reference path)."""
     if config.kernel_backend == "torch" or not x.is_cuda:
         if config.kernel_backend == "triton" and not x.is_cuda:
             raise RuntimeError("kernel_backend='triton' needs CUDA inputs")
         return None
-    try:
-        from aveyb import kernels
-    except ImportError:
-        kernels = None
+    kernels = _kernels_module()
     if kernels is not None and kernels.supports(config, x.device):
         return kernels
     if config.kernel_backend == "triton":
@@ -275,10 +282,7 @@ def masked_lm_loss(config: AveyBConfig, logits: Tensor, labels: Tensor) -> Tenso
     ``kernel_backend="torch"`` or inside ``torch.compile`` (Inductor fuses the reference itself),
     the Triton kernel: it reads the bf16 logits directly instead of an fp32 copy of them."""
     if logits.is_cuda and config.kernel_backend != "torch" and not torch.compiler.is_compiling():
-        try:  # a checkpoint's remote code runs without aveyb installed (transformers skips try blocks)
-            from aveyb import kernels
-        except ImportError:
-            kernels = None
+        kernels = _kernels_module()
         if kernels is not None and kernels.available():
             return kernels.cross_entropy(logits, labels)
     return F.cross_entropy(logits.float(), labels, ignore_index=-100)
