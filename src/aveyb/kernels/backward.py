@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from aveyb.kernels.gemm import _keep_rows, act_fn
+from aveyb.kernels.layers import spatial_product
 from aveyb.kernels.tuning import tunable
 
 
@@ -200,16 +201,7 @@ def _static_mix_backward_kernel(dmix_ptr, p_ptr, zpre_ptr, mask_ptr, dzpre_ptr, 
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
-    kk = tl.arange(0, BLOCK_K)
-    base = m.to(tl.int64) * S
-    acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-    for k0 in range(0, S, BLOCK_K):
-        k_ok = (k0 + kk) < S
-        pt = tl.load(p_ptr + (k0 + kk)[:, None] * S + rows[None, :], mask=k_ok[:, None] & (rows < S)[None, :],
-                     other=0.0)
-        dm = tl.load(dmix_ptr + (base + k0 + kk)[:, None] * D + dd[None, :], mask=k_ok[:, None] & (dd < D)[None, :],
-                     other=0.0)
-        acc = tl.dot(tl.trans(pt), dm, acc, input_precision=PREC)
+    acc = spatial_product(p_ptr, dmix_ptr, D, m, rows, dd, S, D, True, BLOCK_T, BLOCK_D, BLOCK_K, PREC)
     _store_du(acc, zpre_ptr, mask_ptr, dzpre_ptr, m, rows, dd, S, D, ZW, ACT, HAS_MASK)
 
 

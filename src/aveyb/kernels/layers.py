@@ -50,6 +50,29 @@ def _gate_store(z_ptr, save_ptr, m, rows, dd, mixed, S, D, ZW, SAVE: tl.constexp
         tl.store(save_ptr + r64[:, None] * D + dd[None, :], mixed.to(save_ptr.dtype.element_ty), mask=ok)
 
 
+@triton.jit
+def spatial_product(p_ptr, v_ptr, V_STRIDE, m, rows, dd, S, D, TRANS_P: tl.constexpr, BLOCK_T: tl.constexpr,
+                    BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr):
+    """(P · V)[rows, dd] of split m in fp32, or (Pᵀ · V) with TRANS_P, for P (S, S) and V the split's
+    (S, D) rows ``V_STRIDE`` apart: the static mix P · U and its backward Pᵀ · d mix(U). Pᵀ is
+    loaded as P's (k, rows) block and transposed in registers, so both read P row-major."""
+    kk = tl.arange(0, BLOCK_K)
+    base = m.to(tl.int64) * S
+    acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    for k0 in range(0, S, BLOCK_K):
+        k_ok = (k0 + kk) < S
+        if TRANS_P:
+            p = tl.trans(tl.load(p_ptr + (k0 + kk)[:, None] * S + rows[None, :],
+                                 mask=k_ok[:, None] & (rows < S)[None, :], other=0.0))
+        else:
+            p = tl.load(p_ptr + rows[:, None] * S + (k0 + kk)[None, :], mask=(rows < S)[:, None] & k_ok[None, :],
+                        other=0.0)
+        v = tl.load(v_ptr + (base + k0 + kk)[:, None] * V_STRIDE + dd[None, :], mask=k_ok[:, None] & (dd < D)[None, :],
+                    other=0.0)
+        acc = tl.dot(p, v, acc, input_precision=PREC)
+    return acc
+
+
 _STATIC_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "BLOCK_K": bk}, num_warps=w, num_stages=st)
     for bt, bd, bk, w, st in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (64, 64, 64, 4, 3),
@@ -67,15 +90,7 @@ def _static_mix_kernel(
     m = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
-    kk = tl.arange(0, BLOCK_K)
-    ubase = m.to(tl.int64) * S
-    acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
-    for k0 in range(0, S, BLOCK_K):
-        k_ok = (k0 + kk) < S
-        p = tl.load(p_ptr + rows[:, None] * S + (k0 + kk)[None, :], mask=(rows < S)[:, None] & k_ok[None, :], other=0.0)
-        u = tl.load(z_ptr + (ubase + k0 + kk)[:, None] * ZW + dd[None, :], mask=k_ok[:, None] & (dd < D)[None, :],
-                    other=0.0)
-        acc = tl.dot(p, u, acc, input_precision=PREC)
+    acc = spatial_product(p_ptr, z_ptr, ZW, m, rows, dd, S, D, False, BLOCK_T, BLOCK_D, BLOCK_K, PREC)
     _gate_store(z_ptr, save_ptr, m, rows, dd, acc, S, D, ZW, SAVE)
 
 

@@ -58,6 +58,18 @@ def _row_block_score(acc, inv_ptr, mask_ptr, base_i, base_j, rows, keys, S, HAS_
     return part, tl.sum(key_ok.to(tl.int32), axis=0) > 0
 
 
+@triton.jit
+def _pair_step(it, lo, i, n_t, n_d, LEFT: tl.constexpr):
+    """Step ``it`` of a program's flat loop -> (d-chunk, query-row block, candidate split j): d-chunks
+    innermost, then row blocks, then the program's candidates from ``lo`` ("both" skips j = i)."""
+    kd = it % n_d
+    tb = (it // n_d) % n_t
+    j = lo + it // (n_d * n_t)
+    if not LEFT:
+        j += (j >= i).to(j.dtype)
+    return kd, tb, j
+
+
 @triton.autotune(configs=tunable(_MAXSIM_CONFIGS), key=["S", "D", "NB"])
 @triton.jit
 def _maxsim_kernel(
@@ -89,11 +101,7 @@ def _maxsim_kernel(
         acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
         total = 0.0
         for it in range(0, (hi - lo) * n_t * n_d):
-            kd = it % n_d
-            tb = (it // n_d) % n_t
-            j = lo + it // (n_d * n_t)
-            if not LEFT:
-                j += (j >= i).to(j.dtype)
+            kd, tb, j = _pair_step(it, lo, i, n_t, n_d, LEFT)
             base_j = (b * N + j).to(tl.int64) * S
             rows = tb * BLOCK_T + tl.arange(0, BLOCK_T)
             d_ok = (kd * BLOCK_D + dd) < D
@@ -158,11 +166,7 @@ def _maxsim_tma_kernel(
         acc = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
         total = 0.0
         for it in range(0, (hi - lo) * n_t * n_d):
-            kd = it % n_d
-            tb = (it // n_d) % n_t
-            j = lo + it // (n_d * n_t)
-            if not LEFT:
-                j += (j >= i).to(j.dtype)
+            kd, tb, j = _pair_step(it, lo, i, n_t, n_d, LEFT)
             q = q_desc.load([row0_i + tb * BLOCK_T, kd * BLOCK_D])
             k = k_desc.load([(b * N + j) * S, kd * BLOCK_D])
             acc = tl.dot(q, tl.trans(k), acc)
