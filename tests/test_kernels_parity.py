@@ -97,12 +97,12 @@ def test_untuned_fallback_ignores_switches(monkeypatch):
 
 @needs_triton
 @pytest.mark.parametrize("var, getter, default, bad, choices", [
-    ("AVEYB_ENRICHER", "enricher_mode", "ws", "cutlass", "tma, tma-tanh, cublas, ws"),
+    ("AVEYB_ENRICHER", "enricher_mode", "ws", "cutlass", "auto, ws, tma-tanh, tma, cublas"),
     ("AVEYB_FUSER", "fuser_mode", "tma", "cublas", "tma, ws"),
     ("AVEYB_TRAIN_LAYER", "train_layer_mode", "auto", "inductor", "auto, triton, compile"),
 ])
 def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch):
-    """AVEYB_ENRICHER defaults to ws, AVEYB_FUSER to tma, AVEYB_TRAIN_LAYER to auto; an unknown
+    """AVEYB_ENRICHER defaults to auto (ws for short inputs), AVEYB_FUSER to tma, AVEYB_TRAIN_LAYER to auto; an unknown
     value is an error naming the variable and the choices."""
     from aveyb.kernels import gemm, layers
 
@@ -112,6 +112,21 @@ def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch)
     monkeypatch.setenv(var, bad)
     with pytest.raises(ValueError, match=f"{var}='{bad}'.*{choices}"):
         getattr(module, getter)()
+
+
+@needs_triton
+def test_enricher_auto_mode_by_rows(monkeypatch):
+    """``auto`` runs the Gluon kernel for short inputs and the Triton TMA kernel from WS_MAX_ROWS
+    rows on; an explicit AVEYB_ENRICHER wins at every length."""
+    from aveyb.kernels import gemm
+
+    monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
+    limit = gemm.WS_MAX_ROWS
+    assert [gemm.enricher_mode(r) for r in (None, 1, limit - 1, limit, 8 * 131072)] == \
+        ["ws", "ws", "ws", "tma-tanh", "tma-tanh"]
+    for mode in ("ws", "tma-tanh", "tma", "cublas"):
+        monkeypatch.setenv("AVEYB_ENRICHER", mode)
+        assert gemm.enricher_mode(1) == gemm.enricher_mode(8 * 131072) == mode
 
 
 @pytest.mark.parametrize("op", [torch.mm, torch.bmm], ids=["mm", "bmm"])

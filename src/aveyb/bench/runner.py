@@ -217,7 +217,7 @@ class Bench:
                 for rec in records:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"
                     if mode == "inference":
-                        rec.add_note(f"enricher {enricher_mode()}")
+                        rec.add_note(f"enricher {enricher_mode(rec.batch * rec.seq_len)}")
                     else:
                         rec.add_note(f"train layer {train_layer_mode()}")
             if sparse:

@@ -480,13 +480,19 @@ def _launch_tma(kernel, grid, fallback_name: str, *args, **kwargs) -> bool:
 _TMA_BROKEN: set = set()
 
 
-ENRICHER_MODES = ("tma", "tma-tanh", "cublas", "ws")
+ENRICHER_MODES = ("auto", "ws", "tma-tanh", "tma", "cublas")
+
+# From this many rows ``auto`` runs tma-tanh instead of ws: at 8 x 32,768 (262,144 rows) the Gluon
+# kernel measured slower (results/bench/long_modes_2aa16b0.json); the crossover: enricher_crossover_*.
+WS_MAX_ROWS = 1 << 17
 
 
-def enricher_mode() -> str:
-    """How the 16-bit enricher runs on Hopper (``AVEYB_ENRICHER``):
+def enricher_mode(rows: int | None = None) -> str:
+    """How the 16-bit enricher runs on Hopper for ``rows`` rows (``AVEYB_ENRICHER``):
 
-    * ``ws`` (default) -- GELU in its tanh form on the hardware tanh (one MUFU instruction) in a
+    * ``auto`` (default) -- ``ws`` below WS_MAX_ROWS rows, ``tma-tanh`` from there (both compute
+      the same tanh-form GELU, bitwise equal outputs); ``rows=None`` answers for short inputs;
+    * ``ws`` -- GELU in its tanh form on the hardware tanh (one MUFU instruction) in a
       warp-specialised Gluon kernel (:mod:`aveyb.kernels.gluon_gemm`: a loader warp and two
       ping-pong consumer warpgroups, so one tile's epilogue overlaps the next tile's MMAs). Its
       output is bitwise that of ``tma-tanh``. Where this Triton has no Gluon or cannot build the
@@ -501,7 +507,10 @@ def enricher_mode() -> str:
 
     fp32 and the pointer kernels always use the exact activation. Speeds: docs/kernels.md.
     """
-    return env_choice("AVEYB_ENRICHER", ENRICHER_MODES, "ws")
+    mode = env_choice("AVEYB_ENRICHER", ENRICHER_MODES, "auto")
+    if mode == "auto":
+        return "tma-tanh" if rows is not None and rows >= WS_MAX_ROWS else "ws"
+    return mode
 
 
 def _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z):
@@ -555,7 +564,7 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
     mask_u8 = mask_arg(mask, x)
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"])
     if use_tma(width, x, weight, z):
-        mode = enricher_mode()
+        mode = enricher_mode(rows)
         if mode == "cublas" and act_id in (0, 1, 2):
             return _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z)
         if mode == "ws" and act_id in (0, 1) and _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z):
