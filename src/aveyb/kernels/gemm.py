@@ -482,9 +482,11 @@ _TMA_BROKEN: set = set()
 
 ENRICHER_MODES = ("auto", "ws", "tma-tanh", "tma", "cublas")
 
-# From this many rows ``auto`` runs tma-tanh instead of ws: at 8 x 32,768 (262,144 rows) the Gluon
-# kernel measured slower (results/bench/long_modes_2aa16b0.json); the crossover: enricher_crossover_*.
-WS_MAX_ROWS = 1 << 17
+# From this many rows ``auto`` runs tma-tanh instead of ws. 30 enricher calls, ws / tma-tanh:
+# 0.93 and 0.97 at 16,384 and 32,768 rows; 1.05, 1.05, 1.06 and 1.10 at 65,536 to 786,432
+# (results/bench/enricher_crossover_bc72332.log). The Gluon kernel has one tile configuration,
+# chosen at 16,384 rows; the Triton one autotunes per row bucket.
+WS_MAX_ROWS = 1 << 16
 
 
 def enricher_mode(rows: int | None = None) -> str:
