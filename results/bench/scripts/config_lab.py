@@ -7,7 +7,8 @@ programs per SM the warp scheduler can overlap one program's epilogue with the o
 Triton's warp specialisation (``warp_specialize=True``; experimental on Hopper, so each failure to
 compile is reported, not fatal).
 
-Usage on a GPU: PYTHONPATH=src python3 results/bench/scripts/config_lab.py [ROWS]  (JSON to $OUT/config_lab.json)
+Usage on a GPU: PYTHONPATH=src python3 results/bench/scripts/config_lab.py [ROWS] [KERNELS]
+(JSON to $OUT/config_lab_ROWS.json; KERNELS a comma list of enrich, fuse, dynamic, static, default all).
 """
 import json
 import os
@@ -23,6 +24,7 @@ from aveyb.kernels import gemm, layers
 torch.manual_seed(0)
 dev, dt = torch.device("cuda"), torch.bfloat16
 R = int(sys.argv[1]) if len(sys.argv) > 1 else 16384
+KERNELS = set((sys.argv[2] if len(sys.argv) > 2 else "enrich,fuse,dynamic,static").split(","))
 d, E, S = 768, 4, 256
 sms = torch.cuda.get_device_properties(0).multi_processor_count
 x = torch.randn(R, d, device=dev, dtype=dt)
@@ -64,7 +66,7 @@ GEMM += [(128, 128, 64, 8, 3, 1, False, True), (128, 256, 64, 8, 3, 1, False, Tr
          (128, 128, 64, 8, 3, 1, True, True), (128, 256, 64, 8, 3, 1, True, True)]
 
 mask = torch.rand(R, device=dev) > 0.1  # kept for a masked run: edit the loop below
-for has_mask in (False,):  # the benchmark's inputs carry no padding
+for has_mask in (False,) if "enrich" in KERNELS else ():  # the benchmark's inputs carry no padding
     m = mask if has_mask else None
     m8 = mask.view(torch.uint8) if has_mask else x
     z_ref = gemm.enrich(x, st, we, be, m, 0, 1e-6)  # the autotuned default (tma-tanh)
@@ -84,7 +86,7 @@ z = gemm.enrich(x, st, we, be, None, 0, 1e-6)
 f = z[:, d:]
 out_ref, _ = gemm.fuse(f, wf, bf, x, alpha)
 print("fuser default:", gemm._fuser_tma_kernel.best_config, flush=True)
-for bm, bn, bk, w, s, occ, flat, ws in GEMM:
+for bm, bn, bk, w, s, occ, flat, ws in GEMM if "fuse" in KERNELS else ():
     if bn > d:
         continue
     out = torch.empty_like(out_ref)
@@ -104,16 +106,16 @@ layers.mix_and_gate(zr, None, "dynamic", d)
 print("dynamic default:", layers._dynamic_mix_kernel.best_config, flush=True)
 for bt, bd, w, s in ((64, 64, 8, 2), (128, 64, 8, 2), (64, 64, 4, 2), (32, 64, 4, 2), (64, 32, 4, 3), (16, 64, 4, 2),
                      (128, 32, 8, 3), (128, 64, 8, 3), (64, 128, 8, 2), (128, 128, 8, 2), (64, 64, 8, 3),
-                     (64, 32, 8, 4), (128, 32, 8, 4), (256, 32, 8, 2), (256, 64, 8, 2)):
+                     (64, 32, 8, 4), (128, 32, 8, 4), (256, 32, 8, 2), (256, 64, 8, 2)) if "dynamic" in KERNELS else ():
     zz = z0.clone()
     grid = (R // S, triton.cdiv(S, bt))
     fn = lambda: layers._dynamic_mix_kernel.fn[grid](  # noqa: E731
-        zz, zz, zz, zz, S, d, E * d, 1e-12, HAS_MASK=False, NORM=0, COUPLED=False, BLOCK_T=bt, BLOCK_S=S,
+        zz, zz, zz, zz, zz, S, d, E * d, 1e-12, SAVE=False, HAS_MASK=False, NORM=0, COUPLED=False, BLOCK_T=bt, BLOCK_S=S,
         BLOCK_D=bd, PREC="tf32", num_warps=w, num_stages=s)
 
     def check():
         zc = z0.clone()
-        layers._dynamic_mix_kernel.fn[grid](zc, zc, zc, zc, S, d, E * d, 1e-12, HAS_MASK=False, NORM=0, COUPLED=False,
+        layers._dynamic_mix_kernel.fn[grid](zc, zc, zc, zc, zc, S, d, E * d, 1e-12, SAVE=False, HAS_MASK=False, NORM=0, COUPLED=False,
                                             BLOCK_T=bt, BLOCK_S=S, BLOCK_D=bd, PREC="tf32", num_warps=w, num_stages=s)
         return float((zc.float() - zr.float()).abs().max())
     record("dynamic", f"T{bt} D{bd} w{w} s{s}", fn, check)
@@ -124,15 +126,15 @@ layers.mix_and_gate(zr, None, "static", d, spatial_proj=p)
 print("static default:", layers._static_mix_kernel.best_config, flush=True)
 for bt, bd, bk, w, s in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (64, 64, 64, 4, 3), (128, 64, 64, 4, 3),
                          (64, 128, 32, 4, 4), (128, 128, 64, 8, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
-                         (128, 128, 128, 8, 2), (256, 64, 64, 8, 3), (128, 192, 64, 8, 3)):
+                         (128, 128, 128, 8, 2), (256, 64, 64, 8, 3), (128, 192, 64, 8, 3)) if "static" in KERNELS else ():
     zz = z0.clone()
     grid = (R // S, triton.cdiv(S, bt), triton.cdiv(d, bd))
-    fn = lambda: layers._static_mix_kernel.fn[grid](zz, p, S, d, E * d, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk,  # noqa: E731
+    fn = lambda: layers._static_mix_kernel.fn[grid](zz, p, zz, S, d, E * d, SAVE=False, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk,  # noqa: E731
                                                     PREC="tf32", num_warps=w, num_stages=s)
 
     def check():
         zc = z0.clone()
-        layers._static_mix_kernel.fn[grid](zc, p, S, d, E * d, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk, PREC="tf32",
+        layers._static_mix_kernel.fn[grid](zc, p, zc, S, d, E * d, SAVE=False, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk, PREC="tf32",
                                            num_warps=w, num_stages=s)
         return float((zc.float() - zr.float()).abs().max())
     record("static", f"T{bt} D{bd} K{bk} w{w} s{s}", fn, check)
@@ -143,4 +145,4 @@ for k in sorted({r["kernel"] for r in rows}):
     for r in ok[:4]:
         print(f"  {k:10s} {r['config']:48s} {r['us']:8.1f} us  err {r['max_err']:.2e}")
 json.dump({"rows": R, "gpu": torch.cuda.get_device_name(), "triton": triton.__version__, "results": rows},
-          open(os.environ.get("OUT", "/tmp") + "/config_lab.json", "w"), indent=1)
+          open(os.environ.get("OUT", "/tmp") + f"/config_lab_{R}.json", "w"), indent=1)
