@@ -129,12 +129,12 @@ for bt, bd, bk, w, s in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (64, 64, 64,
                          (128, 128, 128, 8, 2), (256, 64, 64, 8, 3), (128, 192, 64, 8, 3)) if "static" in KERNELS else ():
     zz = z0.clone()
     grid = (R // S, triton.cdiv(S, bt), triton.cdiv(d, bd))
-    fn = lambda: layers._static_mix_kernel.fn[grid](zz, p, zz, S, d, E * d, SAVE=False, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk,  # noqa: E731
+    fn = lambda: layers._static_mix_kernel.fn[grid](zz, p, zz, S, d, E * d, 0, SAVE=False, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk,  # noqa: E731
                                                     PREC="tf32", num_warps=w, num_stages=s)
 
     def check():
         zc = z0.clone()
-        layers._static_mix_kernel.fn[grid](zc, p, zc, S, d, E * d, SAVE=False, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk, PREC="tf32",
+        layers._static_mix_kernel.fn[grid](zc, p, zc, S, d, E * d, 0, SAVE=False, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk, PREC="tf32",
                                            num_warps=w, num_stages=s)
         return float((zc.float() - zr.float()).abs().max())
     record("static", f"T{bt} D{bd} K{bk} w{w} s{s}", fn, check)

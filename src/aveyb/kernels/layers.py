@@ -76,14 +76,18 @@ def spatial_product(p_ptr, v_ptr, V_STRIDE, m, rows, dd, S, D, TRANS_P: tl.const
 _STATIC_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "BLOCK_K": bk}, num_warps=w, num_stages=st)
     for bt, bd, bk, w, st in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (64, 64, 64, 4, 3),
-                              (128, 64, 64, 4, 3), (64, 128, 32, 4, 4), (32, 128, 32, 4, 3))
+                              (128, 64, 64, 4, 3), (64, 128, 32, 4, 4), (32, 128, 32, 4, 3), (256, 128, 64, 8, 3))
 ]
+# The config lab picks 64-row tiles with 4 warps at 8 x 2,048 (37.8 us) and whole-split 256-row tiles
+# at 8 x 32,768 (542 against 591 us for the next best; config_lab_b995622_*.log): few splits want
+# small programs spread over the SMs, many want fewer re-reads of U. NB, the autotuning key's
+# split-count bucket, lets each length keep its own.
 
 
-@triton.autotune(configs=tunable(_STATIC_CONFIGS), key=["S", "D", "ZW"], restore_value=["z_ptr"])
-@triton.jit
+@triton.autotune(configs=tunable(_STATIC_CONFIGS), key=["S", "D", "ZW", "NB"], restore_value=["z_ptr"])
+@triton.jit(do_not_specialize=["NB"])
 def _static_mix_kernel(
-    z_ptr, p_ptr, save_ptr, S, D, ZW, SAVE: tl.constexpr,
+    z_ptr, p_ptr, save_ptr, S, D, ZW, NB, SAVE: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
     """G[m, rows, dd] <- G * (P @ U)[rows, dd], U = Z[..., :d]   (aveyb.model.layers.static_mix, then the gate)."""
@@ -175,8 +179,9 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))
     if kind == "static":
         p = spatial_proj.to(z.dtype).contiguous()
-        _static_mix_kernel[grid](z, p, z if save is None else save, split_size, width, zw, SAVE=save is not None,
-                                 PREC=prec)
+        split_bucket = min(triton.next_power_of_2(n_split), 1024)
+        _static_mix_kernel[grid](z, p, z if save is None else save, split_size, width, zw, split_bucket,
+                                 SAVE=save is not None, PREC=prec)
         return
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
