@@ -102,8 +102,8 @@ def test_untuned_fallback_ignores_switches(monkeypatch):
     ("AVEYB_TRAIN_LAYER", "train_layer_mode", "auto", "inductor", "auto, triton, compile"),
 ])
 def test_gemm_mode_is_validated(var, getter, default, bad, choices, monkeypatch):
-    """AVEYB_ENRICHER defaults to auto (ws for short inputs), AVEYB_FUSER to tma, AVEYB_TRAIN_LAYER to auto; an unknown
-    value is an error naming the variable and the choices."""
+    """AVEYB_ENRICHER defaults to auto (ws for short inputs), AVEYB_FUSER to tma, AVEYB_TRAIN_LAYER
+    to auto; an unknown value is an error naming the variable and the choices."""
     from aveyb.kernels import gemm, layers
 
     module = layers if getter == "train_layer_mode" else gemm
