@@ -129,6 +129,26 @@ def test_enricher_auto_mode_by_rows(monkeypatch):
         assert gemm.enricher_mode(1) == gemm.enricher_mode(8 * 131072) == mode
 
 
+@needs_triton
+@pytest.mark.parametrize("inference", [False, True], ids=["parameters", "inference-tensors"])
+def test_scaled_enricher_weight_follows_changes(inference):
+    """W_e · diag(g) is cached per layer and recomputed after an in-place change, also for a layer
+    built under torch.inference_mode (its tensors have no version counter; reading one raised)."""
+    from aveyb.kernels import gemm
+    from aveyb.model.configuration_aveyb import preset_config
+    from aveyb.model.layers import AveyBLayer
+
+    with torch.inference_mode(inference):
+        layer = AveyBLayer(preset_config("tiny"), "static")
+        w, g = layer.enricher.weight, layer.norm.weight
+        first = gemm.scaled_enricher_weight(layer, torch.float32)
+        assert torch.equal(first, w * g[None, :])
+        with torch.no_grad():
+            g.mul_(2.0)
+        second = gemm.scaled_enricher_weight(layer, torch.float32)
+    assert torch.equal(second, w * g[None, :]) and not torch.equal(second, first)
+
+
 @pytest.mark.parametrize("op", [torch.mm, torch.bmm], ids=["mm", "bmm"])
 def test_product_fp32_result_dtype(op):
     """The weight-gradient products: 16-bit inputs give an fp32 result (on CPU the upcast product),
@@ -674,6 +694,30 @@ def test_model_fused_matches_reference_with_padding(dtype):
         alone = fused_model.model(input_ids=ids[2:3, :37]).last_hidden_state
     check("model fwd (padded batch)", outf, outr, out64, dtype)
     assert rel(alone, outf[2:3, :37]) < TOL[dtype]
+
+
+@gpu
+@needs_triton
+def test_model_built_under_inference_mode_runs_fused():
+    """A model created and run under torch.inference_mode (its parameters inference tensors, with no
+    version counter) takes the fused path (d = 128: the TMA / Gluon GEMMs on Hopper) and matches the
+    reference path with the same weights."""
+    from aveyb.architectures import build_masked_lm
+
+    torch.manual_seed(4)
+    dev, dtype = torch.device("cuda"), torch.bfloat16
+    ids = torch.randint(0, 211, (2, 300), device=dev)
+    with torch.inference_mode():
+        ref_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, top_k=2,
+                                    kernel_backend="torch").to(dev)
+        fused_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, top_k=2,
+                                      kernel_backend="triton").to(dev)
+        fused_model.load_state_dict(ref_model.state_dict())
+        out64 = ref_model.double().model(input_ids=ids).last_hidden_state
+        outr = ref_model.to(dtype).model(input_ids=ids).last_hidden_state
+        outf = fused_model.to(dtype).model(input_ids=ids).last_hidden_state
+    assert next(fused_model.parameters()).is_inference()
+    check("model fwd (built under inference_mode)", outf, outr, out64, dtype)
 
 
 @gpu

@@ -1,5 +1,5 @@
 """Where the Gluon enricher (ws) stops beating the Triton TMA one (tma-tanh):
-python results/bench/scripts/enricher_crossover.py OUT.json
+python results/bench/scripts/enricher_crossover.py OUT.json [chains,forwards]
 
 bf16, d = 768, E = 4, no mask. For each row count: 30 back-to-back ``gemm.enrich`` calls in each
 mode, the two modes alternated over two rounds (each round: 4 timed calls, CUDA events; the
@@ -45,12 +45,13 @@ def alternate(make) -> dict:
     return out
 
 
+PARTS = set((sys.argv[2] if len(sys.argv) > 2 else "chains,forwards").split(","))
 result = {"gpu": torch.cuda.get_device_name(), "chain_ms": {}, "forward_ms": {}}
 d, e = 768, 4
 we = torch.randn(e * d, d, device=dev, dtype=dt) / 28
 be = torch.randn(e * d, device=dev, dtype=dt) / 10
 with torch.inference_mode():
-    for rows in (16384, 32768, 65536, 131072, 262144, 786432):
+    for rows in (16384, 32768, 65536, 131072, 262144, 786432) if "chains" in PARTS else ():
         x = torch.randn(rows, d, device=dev, dtype=dt)
         stats = gemm.row_stats(x)
         def chain():
@@ -64,7 +65,7 @@ with torch.inference_mode():
     torch.cuda.empty_cache()
     module = build_model("avey-b", "fused", "base", 50368, dev, dt, 32768)
     call = _encoder_call(module)
-    for length in (8192, 16384, 32768):
+    for length in (8192, 16384, 32768) if "forwards" in PARTS else ():
         ids = random_ids(8, length, 50368, "cuda")
         t = alternate(lambda: lambda: call(ids))
         result["forward_ms"][length] = t

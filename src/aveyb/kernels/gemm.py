@@ -439,15 +439,20 @@ _SCALED_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def scaled_enricher_weight(layer, dtype: torch.dtype) -> torch.Tensor:
-    """W_e · diag(g) in ``dtype``, cached per layer until either parameter changes (version counter)."""
+    """W_e · diag(g) in ``dtype``, cached per layer until either parameter changes (version counter).
+
+    Parameters created under ``torch.inference_mode`` have no version counter, so an in-place change
+    to them could not be seen: for those it is computed afresh at every call (one small product)."""
     w, g = layer.enricher.weight, layer.norm.weight
-    key = (w.data_ptr(), w._version, g.data_ptr(), g._version, dtype)
+    cacheable = not (w.is_inference() or g.is_inference())
+    key = (w.data_ptr(), w._version, g.data_ptr(), g._version, dtype) if cacheable else None
     hit = _SCALED_WEIGHTS.get(layer)
-    if hit is not None and hit[0] == key:
+    if cacheable and hit is not None and hit[0] == key:
         return hit[1]
     with torch.no_grad():
         scaled = (w.float() * g.float()[None, :]).to(dtype).contiguous()
-    _SCALED_WEIGHTS[layer] = (key, scaled)
+    if cacheable:
+        _SCALED_WEIGHTS[layer] = (key, scaled)
     return scaled
 
 
