@@ -491,7 +491,7 @@ ENRICHER_MODES = ("auto", "ws", "tma-tanh", "tma", "cublas")
 # ws / tma-tanh: 0.93 and 0.97 at 16,384 and 32,768 rows, 1.05-1.10 from 65,536 to 786,432
 # (results/bench/enricher_crossover_bc72332.log). Whole forwards disagree below 262,144 rows: ws was
 # 3.6% and 4.5% faster at 8 x 8,192 and 8 x 16,384 (enricher_crossover_forwards_ec0bf63.json); at
-# 8 x 32,768 three of four runs favoured tma-tanh (by 0.5-5%), one ws (by 2.4%); at 8 x 98,304
+# 8 x 32,768 two of three runs favoured tma-tanh (by 0.5% and 5%), one ws (by 2.4%); at 8 x 98,304
 # tma-tanh by 3.3%. The Gluon kernel has one tile configuration, chosen at 16,384 rows.
 WS_MAX_ROWS = 1 << 18
 
