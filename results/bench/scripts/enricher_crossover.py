@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from aveyb.bench.runner import _encoder_call, build_model, random_ids
+from aveyb.bench.runner import _encoder_call, build_model, random_ids, time_calls
 from aveyb.kernels import gemm
 
 dev, dt, LAYERS = torch.device("cuda"), torch.bfloat16, 30
@@ -23,17 +23,8 @@ MODES = ("ws", "tma-tanh")
 
 
 def events(fn, calls: int = 4) -> float:
-    fn()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(calls):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        best = min(best, a.elapsed_time(b))
-    return best
+    """The fastest of ``calls`` CUDA-event-timed calls after one untimed call (``time_calls``)."""
+    return min(time_calls(fn, dev, warmup=1, repeats=calls, min_time=float("inf"))[0])
 
 
 def alternate(make) -> dict:

@@ -23,24 +23,15 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from aveyb.bench.runner import _encoder_call, build_model, random_ids
+from aveyb.bench.runner import _encoder_call, build_model, random_ids, time_calls
 
 LENGTH, BATCH, LAYERS, VOCAB = 32768, 8, 30, 50368
 dev, dt = torch.device("cuda"), torch.bfloat16
 
 
 def events(fn, calls: int = 4) -> list[float]:
-    fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(calls):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b))
-    return out
+    """CUDA-event times (ms) of ``calls`` calls after one untimed call (the bench's ``time_calls``)."""
+    return time_calls(fn, dev, warmup=1, repeats=calls, min_time=float("inf"))[0]
 
 
 def clocks() -> str:
@@ -59,9 +50,8 @@ with torch.inference_mode():
     for _ in range(2):
         call(ids)
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    result["forward_ms"] = events(lambda: call(ids))
-    result["forward_peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    result["forward_ms"], result["forward_peak_gb"] = time_calls(lambda: call(ids), dev, warmup=1, repeats=4,
+                                                                 min_time=float("inf"))
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         call(ids)
         torch.cuda.synchronize()

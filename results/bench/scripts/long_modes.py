@@ -19,7 +19,7 @@ import sys
 
 import torch
 
-from aveyb.bench.runner import _encoder_call, build_model, random_ids
+from aveyb.bench.runner import _encoder_call, build_model, random_ids, time_calls
 from aveyb.kernels import gemm
 
 LENGTH, BATCH, LAYERS, VOCAB = 32768, 8, 30, 50368
@@ -27,17 +27,8 @@ dev, dt = torch.device("cuda"), torch.bfloat16
 
 
 def events(fn, calls: int = 4) -> list[float]:
-    fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(calls):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b))
-    return out
+    """CUDA-event times (ms) of ``calls`` calls after one untimed call (the bench's ``time_calls``)."""
+    return time_calls(fn, dev, warmup=1, repeats=calls, min_time=float("inf"))[0]
 
 
 def with_env(enricher: str, fuser: str):

@@ -13,7 +13,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from aveyb.bench.runner import _encoder_call, build_model, random_ids
+from aveyb.bench.runner import _encoder_call, build_model, random_ids, time_calls
 from aveyb.kernels import ranker
 
 lengths = [int(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "32768,98304,131072").split(",")]
@@ -29,14 +29,7 @@ for length in lengths:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             call(ids)
             torch.cuda.synchronize()
-        times = []
-        for _ in range(4):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            call(ids)
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b))
+        times = time_calls(lambda: call(ids), torch.device("cuda"), warmup=0, repeats=4, min_time=float("inf"))[0]
     kernels = sorted(((e.key, e.self_device_time_total / 1e3, e.count) for e in prof.key_averages()),
                      key=lambda t: -t[1])[:10]
     row = {"length": length, "forward_ms": times, "kernels_ms": kernels,
