@@ -218,11 +218,8 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
     work_bucket = min(triton.next_power_of_2(batch * n_splits), 4096)
     common = dict(HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s)
     if tma if tma is not None else _maxsim_tma_ok(xs):
-        from triton.tools.tensor_descriptor import TensorDescriptor
-
         flat = xs.view(batch * n_splits * split_size, width)
-        q_desc = TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [16, 16])  # blocks: per config
-        k_desc = TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [16, 16])
+        q_desc, k_desc = gemm._desc(flat), gemm._desc(flat)  # two: the config's pre-hook gives each its block
         grid_tma = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]) * meta["GROUP_I"],
                                  triton.cdiv(n_splits, meta["GROUP_I"]), batch)
         _maxsim_tma_kernel[grid_tma](q_desc, k_desc, inv, mask_u8, out, n_splits, split_size, width,
