@@ -131,7 +131,7 @@ def _cast_colsum_kernel(src_ptr, dst_ptr, part_ptr, R, N, RPP: tl.constexpr, BLO
 
 # ---- activation and gate ----
 _ELEM_CONFIGS = [triton.Config({"BLOCK_R": br, "BLOCK_N": bn}, num_warps=w)
-                 for br, bn, w in ((32, 128, 4), (16, 256, 4), (64, 128, 8), (8, 128, 4))]
+                 for br, bn, w in ((32, 128, 4), (16, 256, 4), (64, 128, 8), (8, 128, 4), (4, 512, 4))]
 
 
 @triton.autotune(configs=tunable(_ELEM_CONFIGS), key=["N", "D"])
@@ -208,7 +208,8 @@ def _static_mix_backward_kernel(dmix_ptr, p_ptr, zpre_ptr, mask_ptr, dzpre_ptr, 
 # ---- dynamic contextualizer: mix(U) = norm(C [⊙ P]) · U, C the cosines of U's rows ----
 _SCORES_BWD_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
-    for bt, bd, w, st in ((32, 64, 4, 2), (64, 64, 8, 2), (16, 64, 4, 2), (32, 32, 4, 2), (16, 32, 4, 2))
+    for bt, bd, w, st in ((32, 64, 4, 2), (64, 64, 8, 2), (16, 64, 4, 2), (32, 32, 4, 2), (16, 32, 4, 2),
+                          (64, 64, 8, 3), (64, 128, 8, 3))
 ]
 
 
@@ -304,7 +305,7 @@ def _dynamic_scores_backward_kernel(
 _DYNAMIC_BWD_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd, "BLOCK_K": bk}, num_warps=w, num_stages=st)
     for bt, bd, bk, w, st in ((64, 256, 32, 8, 3), (64, 128, 64, 4, 3), (128, 128, 32, 8, 3), (128, 256, 32, 8, 2),
-                              (64, 256, 64, 8, 2), (32, 64, 32, 4, 2))
+                              (64, 256, 64, 8, 2), (32, 64, 32, 4, 2), (64, 128, 64, 4, 2), (64, 128, 32, 4, 3))
 ]
 
 

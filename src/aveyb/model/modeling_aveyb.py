@@ -259,15 +259,22 @@ class AveyBForMaskedLM(AveyBPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> MaskedLMOutput | tuple:
+        keep, source = None, input_ids if input_ids is not None else inputs_embeds
+        if labels is not None and source is not None:  # checked, and the labelled positions found,
+            # before the encoder runs: their host syncs then wait on nothing queued, instead of
+            # draining the encoder's kernels (the encoder raises for missing inputs)
+            shape = source.shape[:2]
+            if tuple(labels.shape) != tuple(shape):
+                raise ValueError(f"labels must have shape {tuple(shape)}, got {tuple(labels.shape)}")
+            check_labels(labels, self.config.vocab_size)
+            if self.config.sparse_prediction:
+                labels = labels.reshape(-1)
+                keep = (labels != -100).nonzero().squeeze(1)
+                labels = labels.index_select(0, keep)
         enc = _encode(self, input_ids, attention_mask, inputs_embeds, output_hidden_states)
         hidden = enc.last_hidden_state
-        if labels is not None:
-            check_labels(labels, self.config.vocab_size)
-            if labels.shape != hidden.shape[:2]:
-                raise ValueError(f"labels must have shape {tuple(hidden.shape[:2])}, got {tuple(labels.shape)}")
-        if labels is not None and self.config.sparse_prediction:
-            keep = labels != -100
-            hidden, labels = hidden[keep], labels[keep]
+        if keep is not None:
+            hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)
         logits = F.linear(hidden, self.model.embed.weight)
         loss = None
         if labels is not None:
