@@ -48,6 +48,30 @@ def test_sparse_prediction_gives_the_same_loss(ids):
     torch.testing.assert_close(out.loss, dense(ids, labels=labels).loss)
 
 
+def test_sparse_prediction_keeps_labelled_rows_in_order(ids):
+    """The labelled positions are gathered before the encoder runs: the logits must still be the
+    dense model's rows at those positions, in row-major order, with their own labels."""
+    torch.manual_seed(1)
+    dense = AveyBForMaskedLM(config()).eval()
+    sparse = AveyBForMaskedLM(config(sparse_prediction=True)).eval()
+    sparse.load_state_dict(dense.state_dict())
+    labels = torch.full_like(ids, -100)
+    picks = [(0, 1), (0, 7), (1, 0), (1, 4), (1, 9)]
+    for b, t in picks:
+        labels[b, t] = (ids[b, t] + t) % VOCAB
+    out = sparse(ids, labels=labels)
+    ref = dense(ids, labels=labels)
+    torch.testing.assert_close(out.logits, torch.stack([ref.logits[b, t] for b, t in picks]))
+    torch.testing.assert_close(out.loss, ref.loss)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_masked_lm_rejects_labels_of_another_shape(ids, sparse):
+    model = AveyBForMaskedLM(config(sparse_prediction=sparse)).eval()
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, \d+\), got \(2, 3\)"):
+        model(ids, labels=torch.zeros(2, 3, dtype=torch.long))
+
+
 def test_sequence_classification_head_follows_the_spec(ids):
     model = AveyBForSequenceClassification(config(num_labels=3)).eval()
     assert [type(m).__name__ for m in model.dense] == ["Linear", "_Act", "Linear", "_Act", "Linear"]
