@@ -108,7 +108,7 @@ for bt, bd, w, s in ((64, 64, 8, 2), (128, 64, 8, 2), (64, 64, 4, 2), (32, 64, 4
                      (128, 32, 8, 3), (128, 64, 8, 3), (64, 128, 8, 2), (128, 128, 8, 2), (64, 64, 8, 3),
                      (64, 32, 8, 4), (128, 32, 8, 4), (256, 32, 8, 2), (256, 64, 8, 2)) if "dynamic" in KERNELS else ():
     zz = z0.clone()
-    grid = (R // S, triton.cdiv(S, bt))
+    grid = (R // S * triton.cdiv(S, bt),)
     fn = lambda: layers._dynamic_mix_kernel.fn[grid](  # noqa: E731
         zz, zz, zz, zz, zz, S, d, E * d, 1e-12, SAVE=False, HAS_MASK=False, NORM=0, COUPLED=False, BLOCK_T=bt, BLOCK_S=S,
         BLOCK_D=bd, PREC="tf32", num_warps=w, num_stages=s)
@@ -128,7 +128,7 @@ for bt, bd, bk, w, s in ((64, 128, 64, 4, 3), (128, 128, 64, 8, 3), (64, 64, 64,
                          (64, 128, 32, 4, 4), (128, 128, 64, 8, 4), (128, 256, 64, 8, 3), (256, 128, 64, 8, 3),
                          (128, 128, 128, 8, 2), (256, 64, 64, 8, 3), (128, 192, 64, 8, 3)) if "static" in KERNELS else ():
     zz = z0.clone()
-    grid = (R // S, triton.cdiv(S, bt), triton.cdiv(d, bd))
+    grid = (R // S * triton.cdiv(S, bt) * triton.cdiv(d, bd),)
     fn = lambda: layers._static_mix_kernel.fn[grid](zz, p, zz, S, d, E * d, 0, SAVE=False, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk,  # noqa: E731
                                                     PREC="tf32", num_warps=w, num_stages=s)
 

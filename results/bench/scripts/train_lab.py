@@ -67,14 +67,14 @@ inv, rho = torch.empty(R, device=dev), torch.zeros(R, device=dev)
 
 
 def scores(bt, bd, w, s, out):
-    kb._dynamic_scores_backward_kernel.fn[(M, triton.cdiv(S, bt))](
+    kb._dynamic_scores_backward_kernel.fn[(M * triton.cdiv(S, bt),)](
         z, dmix, z, z, z, *out, out[4], out[4], S, d, ZW, EPS, HAS_MASK=False, NORM=0, COUPLED=False, PREC=prec,
         BLOCK_S=S, BLOCK_T=bt, BLOCK_D=bd, num_warps=w, num_stages=s)
 
 
 ref_out = [n_t, dc, dc_t, inv, rho]
 rho.zero_()
-grid = lambda meta: (M, triton.cdiv(S, meta["BLOCK_T"]))  # noqa: E731
+grid = lambda meta: (M * triton.cdiv(S, meta["BLOCK_T"]),)  # noqa: E731
 kb._dynamic_scores_backward_kernel[grid](z, dmix, z, z, z, n_t, dc, dc_t, inv, rho, rho, rho, S, d, ZW, EPS,
                                          HAS_MASK=False, NORM=0, COUPLED=False, PREC=prec, BLOCK_S=S)
 for bt, bd, s in itertools.product((16, 32, 64), (32, 64, 128), (2, 3)) if "scores" in KERNELS else ():
@@ -93,7 +93,7 @@ MIX_CONFIGS = [(bt, bd, bk, 8 if bt * bd >= 128 * 128 else 4, s)
 for bt, bd, bk, w, s in MIX_CONFIGS if "mixbwd" in KERNELS else ():
     dzpre = torch.zeros_like(zpre)
     fn = lambda bt=bt, bd=bd, bk=bk, w=w, s=s, dzpre=dzpre: kb._dynamic_mix_backward_kernel.fn[  # noqa: E731
-        (M, triton.cdiv(S, bt), triton.cdiv(d, bd))](
+        (M * triton.cdiv(S, bt) * triton.cdiv(d, bd),)](
         z, dmix, n_t, dc, dc_t, inv, rho, zpre, z, dzpre, S, d, ZW, EPS, ACT=0, HAS_MASK=False, PREC=prec,
         BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk, num_warps=w, num_stages=s)
     record("mixbwd", f"T{bt} D{bd} K{bk} w{w} s{s}", fn, lambda dzpre=dzpre: err(dzpre[:, :d], dzpre_ref[:, :d]))
@@ -106,7 +106,7 @@ print("static bwd default:", kb._static_mix_backward_kernel.best_config, flush=T
 for bt, bd, bk, w, s in MIX_CONFIGS if "static" in KERNELS else ():
     dzpre = torch.zeros_like(zpre)
     fn = lambda bt=bt, bd=bd, bk=bk, w=w, s=s, dzpre=dzpre: kb._static_mix_backward_kernel.fn[  # noqa: E731
-        (M, triton.cdiv(S, bt), triton.cdiv(d, bd))](
+        (M * triton.cdiv(S, bt) * triton.cdiv(d, bd),)](
         dmix, p, zpre, z, dzpre, S, d, ZW, ACT=0, HAS_MASK=False, PREC=prec, BLOCK_T=bt, BLOCK_D=bd, BLOCK_K=bk,
         num_warps=w, num_stages=s)
     record("static", f"T{bt} D{bd} K{bk} w{w} s{s}", fn, lambda dzpre=dzpre: err(dzpre[:, :d], dz_static[:, :d]))

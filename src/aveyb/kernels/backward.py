@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from aveyb.kernels.gemm import _keep_rows, act_fn
-from aveyb.kernels.layers import spatial_product
+from aveyb.kernels.layers import spatial_product, split_rows, split_tile
 from aveyb.kernels.tuning import tunable
 
 
@@ -198,9 +198,9 @@ def _static_mix_backward_kernel(dmix_ptr, p_ptr, zpre_ptr, mask_ptr, dzpre_ptr, 
                                 ACT: tl.constexpr, HAS_MASK: tl.constexpr, PREC: tl.constexpr,
                                 BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr):
     """dU = Pᵀ · d mix(U) per split (``static_mix``'s backward for U), then through act' and the mask."""
-    m = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
-    dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    m, t_block, d_block = split_tile(S, D, BLOCK_T, BLOCK_D)
+    rows = t_block * BLOCK_T + tl.arange(0, BLOCK_T)
+    dd = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
     acc = spatial_product(p_ptr, dmix_ptr, D, m, rows, dd, S, D, True, BLOCK_T, BLOCK_D, BLOCK_K, PREC)
     _store_du(acc, zpre_ptr, mask_ptr, dzpre_ptr, m, rows, dd, S, D, ZW, ACT, HAS_MASK)
 
@@ -228,8 +228,8 @@ def _dynamic_scores_backward_kernel(
     dC (through the normalisation and P) and dCᵀ with their columns scaled by inv = 1 / n (so that
     (dC + dCᵀ) Û = (dc + dct) U); and inv. Accumulates
     ρ = rowsum((dC + dCᵀ) ⊙ C), dP (coupled) and dτ (softmax) by atomics."""
-    m = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    m, t_block = split_rows(S, BLOCK_T)
+    rows = t_block * BLOCK_T + tl.arange(0, BLOCK_T)
     keys = tl.arange(0, BLOCK_S)
     key_in = keys < S
     row_in = rows < S
@@ -321,9 +321,9 @@ def _dynamic_mix_backward_kernel(
     was clamped. Both products share one accumulator, U straight from memory: with nt's rows scaled
     by n_t = 1 / inv_t and dc, dct's columns by inv,
     dU_t = inv_t · ([nt | dc + dct]_t · [d mix(U) ; U] − [‖u_t‖ > eps] · Û_t ρ_t). Then act' and the mask."""
-    m = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
-    dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    m, t_block, d_block = split_tile(S, D, BLOCK_T, BLOCK_D)
+    rows = t_block * BLOCK_T + tl.arange(0, BLOCK_T)
+    dd = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
     kk = tl.arange(0, BLOCK_K)
     row_in = rows < S
     d_in = dd < D

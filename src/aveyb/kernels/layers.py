@@ -38,6 +38,37 @@ NORM_IDS = {"sum": 0, "softmax": 1, "none": 2, "signed_sum": 3}
 
 
 @triton.jit
+def split_tile(S, D, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """(split, row block, column block) of this program in a 1-D grid of
+    M · cdiv(S, BLOCK_T) · cdiv(D, BLOCK_D) programs, split-major. The blocks of one split run
+    side by side, so the split's U (and, backward, its S × S matrices) is read from memory once and
+    then served from L2. With the split as the fastest grid axis, every block re-read it a wave later."""
+    pid = tl.program_id(0)
+    n_d = tl.cdiv(D, BLOCK_D)
+    per_split = tl.cdiv(S, BLOCK_T) * n_d
+    m = pid // per_split
+    local = pid % per_split
+    return m, local // n_d, local % n_d
+
+
+@triton.jit
+def split_rows(S, BLOCK_T: tl.constexpr):
+    """:func:`split_tile` for kernels without column blocks: (split, row block)."""
+    pid = tl.program_id(0)
+    n_t = tl.cdiv(S, BLOCK_T)
+    return pid // n_t, pid % n_t
+
+
+def split_grid(n_split: int, split_size: int, width: int | None = None):
+    """The launch grid of kernels that place their programs with :func:`split_tile` (``width`` None:
+    no column blocks, BLOCK_D then only tiles the loop over d inside the kernel)."""
+    def grid(meta):
+        cols = 1 if width is None else triton.cdiv(width, meta["BLOCK_D"])
+        return (n_split * triton.cdiv(split_size, meta["BLOCK_T"]) * cols,)
+    return grid
+
+
+@triton.jit
 def _gate_store(z_ptr, save_ptr, m, rows, dd, mixed, S, D, ZW, SAVE: tl.constexpr):
     """Z[m, rows, D + dd] = G[m, rows, dd] * mixed, in place (G sits where its product goes);
     SAVE: also mix(U) itself into save (M·S, D), which the training path's backward needs."""
@@ -91,9 +122,9 @@ def _static_mix_kernel(
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr, PREC: tl.constexpr,
 ):
     """G[m, rows, dd] <- G * (P @ U)[rows, dd], U = Z[..., :d]   (aveyb.model.layers.static_mix, then the gate)."""
-    m = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
-    dd = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    m, t_block, d_block = split_tile(S, D, BLOCK_T, BLOCK_D)
+    rows = t_block * BLOCK_T + tl.arange(0, BLOCK_T)
+    dd = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
     acc = spatial_product(p_ptr, z_ptr, ZW, m, rows, dd, S, D, False, BLOCK_T, BLOCK_D, BLOCK_K, PREC)
     _gate_store(z_ptr, save_ptr, m, rows, dd, acc, S, D, ZW, SAVE)
 
@@ -114,14 +145,14 @@ def _dynamic_mix_kernel(
 ):
     """G[m, rows] <- G * (norm(Â [⊙ P]) @ U)[rows]   (aveyb.model.layers.dynamic_mix + gate).
 
-    One program per (split, BLOCK_T rows), two sweeps over d. The first accumulates
+    One program per (split, BLOCK_T rows), placed split-major, two sweeps over d. The first accumulates
     U_rows · U_keysᵀ and the squared norms in fp32, giving the cosines
     Â = inv_t · (U Uᵀ)_tk · inv_k with inv = 1 / max(‖U‖, eps) as the reference normalises; the
     normalisation happens in registers. The second multiplies the normalised rows of A by U chunk
     by chunk and gates G in place. Neither U Uᵀ nor A ever reaches memory.
     """
-    m = tl.program_id(0)
-    rows = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    m, t_block = split_rows(S, BLOCK_T)
+    rows = t_block * BLOCK_T + tl.arange(0, BLOCK_T)
     keys = tl.arange(0, BLOCK_S)
     key_in = keys < S
     row_in = rows < S
@@ -176,19 +207,17 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     if n_split == 0:
         return
     prec = dot_precision(z.dtype)
-    grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))
     if kind == "static":
         p = spatial_proj.to(z.dtype).contiguous()
         split_bucket = min(triton.next_power_of_2(n_split), 1024)
-        _static_mix_kernel[grid](z, p, z if save is None else save, split_size, width, zw, split_bucket,
+        _static_mix_kernel[split_grid(n_split, split_size, width)](z, p, z if save is None else save, split_size, width, zw, split_bucket,
                                  SAVE=save is not None, PREC=prec)
         return
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
     tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else z
     mask_u8 = mask_arg(mask, z)
-    grid = lambda meta: (n_split, triton.cdiv(split_size, meta["BLOCK_T"]))
-    _dynamic_mix_kernel[grid](
+    _dynamic_mix_kernel[split_grid(n_split, split_size)](
         z, p, tau_t, mask_u8, z if save is None else save, split_size, width, zw, eps, SAVE=save is not None,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled,
         BLOCK_S=max(16, triton.next_power_of_2(split_size)), PREC=prec,

@@ -31,7 +31,7 @@ import torch
 import triton
 
 from aveyb.kernels import backward as kb
-from aveyb.kernels.layers import ACT_IDS, NORM_IDS, mix_and_gate
+from aveyb.kernels.layers import ACT_IDS, NORM_IDS, mix_and_gate, split_grid
 from aveyb.kernels.tuning import dot_precision, mask_arg, product_fp32
 
 
@@ -139,8 +139,7 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
     mask_u8 = mask_arg(mask, z)
     prec = dot_precision(z.dtype)
     if kind == "static":
-        grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
-        kb._static_mix_backward_kernel[grid](dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width,
+        kb._static_mix_backward_kernel[split_grid(n_split, split, width)](dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width,
                                              zw, ACT=ACT_IDS[act], HAS_MASK=mask is not None, PREC=prec)
         u = z[:, :width].view(n_split, split, width)
         dproj = torch.bmm(dmix.view(n_split, split, width), u.transpose(1, 2)).sum(0, dtype=torch.float32)  # dP = Σ dmix Uᵀ
@@ -155,13 +154,11 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
     dtau = torch.zeros(1, device=dev, dtype=torch.float32) if norm == "softmax" else rho
     p = proj.float().contiguous() if coupled else z
     tau_t = tau.detach().float().contiguous() if norm == "softmax" else z
-    grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]))  # noqa: E731
-    kb._dynamic_scores_backward_kernel[grid](
+    kb._dynamic_scores_backward_kernel[split_grid(n_split, split)](
         z, dmix, p, tau_t, mask_u8, n_t, dc, dc_t, inv, rho, dproj, dtau, split, width, zw, eps,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled, PREC=prec,
         BLOCK_S=max(16, triton.next_power_of_2(split)))
-    grid = lambda meta: (n_split, triton.cdiv(split, meta["BLOCK_T"]), triton.cdiv(width, meta["BLOCK_D"]))  # noqa: E731
-    kb._dynamic_mix_backward_kernel[grid](z, dmix, n_t, dc, dc_t, inv, rho, zpre, mask_u8, dzpre, split, width, zw,
+    kb._dynamic_mix_backward_kernel[split_grid(n_split, split, width)](z, dmix, n_t, dc, dc_t, inv, rho, zpre, mask_u8, dzpre, split, width, zw,
                                           eps, ACT=ACT_IDS[act], HAS_MASK=mask is not None, PREC=prec)
     return (dproj if coupled else None), (dtau.reshape(tau.shape) if norm == "softmax" else None)
 
