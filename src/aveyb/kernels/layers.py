@@ -189,7 +189,10 @@ def _dynamic_mix_kernel(
     elif NORM == 3:
         a = a / (tl.sum(a, axis=1) + eps)[:, None]
     a = a.to(z_ptr.dtype.element_ty)
-    for d0 in range(0, D, BLOCK_D):
+    # Not software-pipelined: with A = a from registers, Triton 3.6 on Hopper (wgmma, BLOCK_T >= 64)
+    # gave wrong and run-to-run different results for thousands of elements once this loop had 2+
+    # stages (results/bench/dynamic_config_check_*.json). The first sweep keeps the config's stages.
+    for d0 in tl.range(0, D, BLOCK_D, num_stages=1):
         dd = d0 + tl.arange(0, BLOCK_D)
         u = tl.load(z_ptr + key_offs + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
         _gate_store(z_ptr, save_ptr, m, rows, dd, tl.dot(a, u, input_precision=PREC), S, D, ZW, SAVE)
