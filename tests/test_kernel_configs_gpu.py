@@ -41,9 +41,15 @@ def _grid(cfg, cols=True):
     return (n * triton.cdiv(D, cfg.kwargs["BLOCK_D"]),) if cols else (n,)
 
 
-def _repeat(run):
+def _repeat(run, exact=True):
+    """Two launches on one input: bitwise equal, or (``exact=False``: kernels that sum by atomics,
+    whose order varies) within 1e-3 of each other in relative norm."""
     first, second = run(), run()
-    assert torch.equal(first, second), "two launches of one config on one input differ"
+    if exact:
+        assert torch.equal(first, second), "two launches of one config on one input differ"
+    else:
+        spread = float((first.float() - second.float()).norm() / first.float().norm())
+        assert spread < 1e-3, f"two launches of one config on one input differ by {spread:.2e} in relative norm"
     return first
 
 
@@ -111,14 +117,16 @@ def _dynamic_backward(zpre, z, dmix, scores_cfg, mix_cfg):
 @pytest.mark.parametrize("index", range(len(kb._SCORES_BWD_CONFIGS)))
 def test_dynamic_scores_backward_config(index):
     zpre, z, dmix, _ = _inputs()
-    got = _repeat(lambda: _dynamic_backward(zpre, z, dmix, kb._SCORES_BWD_CONFIGS[index], kb._DYNAMIC_BWD_CONFIGS[-3]))
+    got = _repeat(lambda: _dynamic_backward(zpre, z, dmix, kb._SCORES_BWD_CONFIGS[index], kb._DYNAMIC_BWD_CONFIGS[-3]),
+                  exact=False)  # ρ is summed by atomics
     _backward_close(got, _reference_du(zpre, dmix, lambda u: ref.dynamic_mix(u, None, "sum", EPS)))
 
 
 @pytest.mark.parametrize("index", range(len(kb._DYNAMIC_BWD_CONFIGS)))
 def test_dynamic_mix_backward_config(index):
     zpre, z, dmix, _ = _inputs()
-    got = _repeat(lambda: _dynamic_backward(zpre, z, dmix, kb._SCORES_BWD_CONFIGS[2], kb._DYNAMIC_BWD_CONFIGS[index]))
+    got = _repeat(lambda: _dynamic_backward(zpre, z, dmix, kb._SCORES_BWD_CONFIGS[2], kb._DYNAMIC_BWD_CONFIGS[index]),
+                  exact=False)
     _backward_close(got, _reference_du(zpre, dmix, lambda u: ref.dynamic_mix(u, None, "sum", EPS)))
 
 
