@@ -214,8 +214,8 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     if kind == "static":
         p = spatial_proj.to(z.dtype).contiguous()
         split_bucket = min(triton.next_power_of_2(n_split), 1024)
-        _static_mix_kernel[split_grid(n_split, split_size, width)](z, p, z if save is None else save, split_size, width, zw, split_bucket,
-                                 SAVE=save is not None, PREC=prec)
+        _static_mix_kernel[split_grid(n_split, split_size, width)](
+            z, p, z if save is None else save, split_size, width, zw, split_bucket, SAVE=save is not None, PREC=prec)
         return
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
