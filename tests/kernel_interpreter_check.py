@@ -18,6 +18,8 @@ import os
 import sys
 
 CASES = {  # name -> what it checks
+    "layers-split-major": "split_tile's program order (every block once, split-major) and the static mix with "
+                          "several row and column blocks per split",
     "layers-static-sum-gelu": "two static layers through run_layers (row statistics passed on), padded",
     "layers-dynamic-sum-gelu": "two dynamic layers, divide-by-sum, padded",
     "layers-dynamic-softmax-gelu_tanh": "dynamic layers, softmax with tau and masked keys",
@@ -88,6 +90,45 @@ def _layers(kind, norm, act, n_split, split, width, padded):
         out = list(fused.run_layers(layers, x, mask))[-1]
     # Against float64, next to the float32 reference's own error (signed_sum is ill-conditioned).
     return _rel(out, ref64), _rel(ref, ref64)
+
+
+def _split_major():
+    """split_tile's mapping of program ids, against the split-major enumeration (mismatches count as
+    error), and the static mix launched with 16-row and 16-column blocks (3 x 3 per split, the
+    last ones partial) against the reference."""
+    import torch
+    import triton
+    import triton.language as tl
+
+    from aveyb.kernels import layers as fused
+
+    global _split_tile  # a jitted function resolves the names it calls in its module's globals
+    _split_tile = fused.split_tile
+
+    @triton.jit
+    def probe(out_ptr, S, D, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+        m, t_block, d_block = _split_tile(S, D, BLOCK_T, BLOCK_D)
+        pid = tl.program_id(0)
+        tl.store(out_ptr + 3 * pid, m)
+        tl.store(out_ptr + 3 * pid + 1, t_block)
+        tl.store(out_ptr + 3 * pid + 2, d_block)
+
+    n_split, split, width, block = 4, 40, 44, 16
+    n_t, n_d = triton.cdiv(split, block), triton.cdiv(width, block)
+    got = torch.full((n_split * n_t * n_d, 3), -1, dtype=torch.int32)
+    probe[(got.shape[0],)](got, split, width, BLOCK_T=block, BLOCK_D=block)
+    want = torch.tensor([(m, t, c) for m in range(n_split) for t in range(n_t) for c in range(n_d)], dtype=torch.int32)
+    mismatches = float((got != want).any(dim=1).sum())
+
+    zw = 4 * width
+    z = torch.randn(n_split, split, zw)
+    p = torch.randn(split, split) / split ** 0.5
+    u, g = z[..., :width].clone(), z[..., width:2 * width].clone()
+    fused._static_mix_kernel.fn[(n_split * n_t * n_d,)](z, p, z, split, width, zw, 4, SAVE=False, PREC="tf32x3",
+                                                         BLOCK_T=block, BLOCK_D=block, BLOCK_K=16)
+    ref = (g * (p @ u)).double()
+    ref64 = g.double() * (p.double() @ u.double())
+    return max(mismatches, _rel(z[..., width:2 * width], ref64)), _rel(ref, ref64)
 
 
 def _train(kind, norm, act, n_split, split, width, padded):
@@ -267,6 +308,8 @@ def _cross_entropy():
 
 
 def run(name: str) -> float:
+    if name == "layers-split-major":
+        return _split_major()
     if name.startswith("layers-"):
         _, kind, norm, act = name.split("-")
         split, padded = (24, False) if kind == "coupled" else ((20, False) if norm == "none" else (32, True))
