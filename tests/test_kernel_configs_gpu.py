@@ -53,8 +53,17 @@ def _repeat(run, exact=True):
     return first
 
 
-def _forward_close(got, want):
-    err = float(((got.float() - want).abs() / (want.abs() + 1)).max())
+def _check_forward(z0, launch, mix):
+    """``launch(z)`` gates G in place on a copy of ``z0``: G must repeat bitwise and match
+    G ⊙ mix(U) in fp32 to 1e-2 of |reference| + 1."""
+    def run():
+        z = z0.clone()
+        launch(z)
+        return z[..., D:2 * D]
+
+    zf = z0.float()
+    want = zf[..., D:2 * D] * mix(zf[..., :D])
+    err = float(((_repeat(run).float() - want).abs() / (want.abs() + 1)).max())
     assert err < 1e-2, f"max |fused - fp32 reference| / (|reference| + 1) = {err:.2e}"
 
 
@@ -62,30 +71,17 @@ def _forward_close(got, want):
 def test_dynamic_mix_config(index):
     cfg = layers._DYNAMIC_CONFIGS[index]
     _, z0, _, _ = _inputs()
-
-    def run():
-        z = z0.clone()
-        layers._dynamic_mix_kernel.fn[_grid(cfg, cols=False)](
-            z, z, z, z, z, S, D, ZW, EPS, SAVE=False, HAS_MASK=False, NORM=0, COUPLED=False, BLOCK_S=S,
-            PREC="tf32", **_launch_args(cfg))
-        return z[..., D:2 * D]
-
-    zf = z0.float()
-    _forward_close(_repeat(run), zf[..., D:2 * D] * ref.dynamic_mix(zf[..., :D], None, "sum", EPS))
+    _check_forward(z0, lambda z: layers._dynamic_mix_kernel.fn[_grid(cfg, cols=False)](
+        z, z, z, z, z, S, D, ZW, EPS, SAVE=False, HAS_MASK=False, NORM=0, COUPLED=False, BLOCK_S=S, PREC="tf32",
+        **_launch_args(cfg)), lambda u: ref.dynamic_mix(u, None, "sum", EPS))
 
 
 @pytest.mark.parametrize("index", range(len(layers._STATIC_CONFIGS)))
 def test_static_mix_config(index):
     cfg = layers._STATIC_CONFIGS[index]
     _, z0, _, p = _inputs()
-
-    def run():
-        z = z0.clone()
-        layers._static_mix_kernel.fn[_grid(cfg)](z, p, z, S, D, ZW, 64, SAVE=False, PREC="tf32", **_launch_args(cfg))
-        return z[..., D:2 * D]
-
-    zf = z0.float()
-    _forward_close(_repeat(run), zf[..., D:2 * D] * ref.static_mix(zf[..., :D], p.float()))
+    _check_forward(z0, lambda z: layers._static_mix_kernel.fn[_grid(cfg)](
+        z, p, z, S, D, ZW, 64, SAVE=False, PREC="tf32", **_launch_args(cfg)), lambda u: ref.static_mix(u, p.float()))
 
 
 def _reference_du(zpre, dmix, mix):
