@@ -25,7 +25,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from aveyb.bench.runner import Bench, Measurement, build_model, time_calls
+from aveyb.bench.runner import Bench, Measurement, time_calls
 from aveyb.kernels.tuning import product_fp32
 
 BATCH, LENGTH, LAYERS, VOCAB = 16, 2048, 30, 50368
@@ -50,9 +50,8 @@ def kernel_class(name: str) -> str:
 
 
 result = {"gpu": torch.cuda.get_device_name(), "batch": BATCH, "length": LENGTH, "budget_ms": BUDGET_MS}
-bench = Bench(repeats=6, warmup=3)
-module = build_model("avey-b", "fused", "base", VOCAB, dev, torch.float32, LENGTH, sparse_prediction=True)
-opt = torch.optim.AdamW(module.parameters(), fused=True)
+bench = Bench(repeats=6, warmup=3, vocab_size=VOCAB, sparse_prediction=True)
+module, opt, _ = bench.build("avey-b", "fused", "train", LENGTH)
 step = bench._step(Measurement("avey-b", "fused", "train", BATCH, LENGTH), module, opt)
 result["step_ms"], result["step_peak_gb"] = time_calls(step, dev, warmup=3, repeats=6, min_time=float("inf"))
 with profile(activities=[ProfilerActivity.CUDA]) as prof:

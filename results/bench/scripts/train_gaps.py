@@ -17,13 +17,12 @@ import tempfile
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from aveyb.bench.runner import Bench, Measurement, build_model, time_calls
+from aveyb.bench.runner import Bench, Measurement, time_calls
 
 BATCH, LENGTH, VOCAB = 16, 2048, 50368
 dev = torch.device("cuda")
-bench = Bench(repeats=6, warmup=3)
-module = build_model("avey-b", "fused", "base", VOCAB, dev, torch.float32, LENGTH, sparse_prediction=True)
-opt = torch.optim.AdamW(module.parameters(), fused=True)
+bench = Bench(repeats=6, warmup=3, vocab_size=VOCAB, sparse_prediction=True)
+module, opt, _ = bench.build("avey-b", "fused", "train", LENGTH)
 step = bench._step(Measurement("avey-b", "fused", "train", BATCH, LENGTH), module, opt)
 times, peak = time_calls(step, dev, warmup=3, repeats=6, min_time=float("inf"))
 with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

@@ -12,13 +12,12 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from aveyb.bench.runner import Bench, Measurement, build_model
+from aveyb.bench.runner import Bench, Measurement
 
 length = int(sys.argv[1]) if len(sys.argv) > 1 else 2048
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 16
-bench = Bench(repeats=1, warmup=2)
-module = build_model("avey-b", "fused", "base", 50368, bench.device, torch.float32, length, sparse_prediction=True)
-opt = torch.optim.AdamW(module.parameters(), fused=True)
+bench = Bench(repeats=1, warmup=2, sparse_prediction=True)
+module, opt, _ = bench.build("avey-b", "fused", "train", length)
 fn = bench._step(Measurement("avey-b", "fused", "train", batch, length), module, opt)
 for _ in range(3):
     fn()

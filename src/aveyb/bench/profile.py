@@ -25,13 +25,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from aveyb.bench.runner import Bench, Measurement
 
-    bench = Bench(repeats=1, warmup=2)
-    from aveyb.bench.runner import build_model
-
-    weights = torch.float32 if args.mode == "train" else torch.bfloat16
-    module = build_model("avey-b", args.impl, "base", 50368, bench.device, weights, args.length,
-                         sparse_prediction=args.sparse_prediction)
-    opt = torch.optim.AdamW(module.parameters(), fused=True) if args.mode == "train" else None
+    bench = Bench(repeats=1, warmup=2, sparse_prediction=args.sparse_prediction)
+    module, opt, _ = bench.build("avey-b", args.impl, args.mode, args.length)
     rec = Measurement("avey-b", args.impl, args.mode, args.batch, args.length)
     fn = bench._step(rec, module, opt)
     for _ in range(3):

@@ -199,16 +199,7 @@ class Bench:
         records = [Measurement(model, impl, mode, batch, n, gpu=self.gpu, commit=self.commit) for n in lengths]
         module = optimizer = None
         try:
-            weights_dtype = torch.float32 if mode == "train" else self.dtype
-            sparse = self.sparse_prediction and mode == "train" and model == "avey-b" and impl != "official-style"
-            module = build_model(model, impl, self.preset, self.vocab_size, self.device, weights_dtype, max(lengths),
-                                 sparse_prediction=sparse)
-            if mode == "train":
-                module.train()
-                optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.95, 0.95), eps=1e-18,
-                                              weight_decay=0.01, fused=self.device.type == "cuda")
-            else:
-                module.eval()
+            module, optimizer, sparse = self.build(model, impl, mode, max(lengths))
             if model == "avey-b" and impl.startswith("fused"):
                 err = fused_vs_reference(module, self.device)
                 from aveyb.kernels.gemm import enricher_mode
@@ -246,6 +237,23 @@ class Bench:
             gc.collect()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def build(self, model: str, impl: str, mode: str, max_len: int):
+        """(module, optimizer or None, sparse) as :meth:`run` measures them: fp32 weights and the
+        benchmark's AdamW for ``mode="train"``, else weights in ``dtype`` in eval mode; sparse
+        prediction (if asked for) only for our own Avey-B train steps."""
+        weights_dtype = torch.float32 if mode == "train" else self.dtype
+        sparse = self.sparse_prediction and mode == "train" and model == "avey-b" and impl != "official-style"
+        module = build_model(model, impl, self.preset, self.vocab_size, self.device, weights_dtype, max_len,
+                             sparse_prediction=sparse)
+        optimizer = None
+        if mode == "train":
+            module.train()
+            optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.95, 0.95), eps=1e-18,
+                                          weight_decay=0.01, fused=self.device.type == "cuda")
+        else:
+            module.eval()
+        return module, optimizer, sparse
 
     def _measure(self, rec: Measurement, module, optimizer) -> None:
         try:
