@@ -129,14 +129,19 @@ def _static_mix_kernel(
     _gate_store(z_ptr, save_ptr, m, rows, dd, acc, S, D, ZW, SAVE)
 
 
-# One stage only: software-pipelined, this kernel gave wrong and run-to-run different results for
-# thousands of elements with 64- and 128-row tiles under Triton 3.6 on an H100 (wgmma), even with
-# only its first sweep pipelined; every 1-stage config repeats bitwise and matches the fp32
-# reference to bf16 rounding (results/bench/dynamic_config_check_{306315b,eea25f8}_*.json;
-# tests/test_kernel_configs_gpu.py checks every config here).
+# Software-pipelined, this kernel gave wrong and run-to-run different results for thousands of
+# elements under Triton 3.6 on an H100 (wgmma) while the squared norms were summed from the tiles
+# loaded for the U_rows · U_keysᵀ product inside that product's loop
+# (results/bench/dynamic_config_check_{306315b,eea25f8}_*.json). With the norms summed in a loop of
+# their own that stays unpipelined, every pipelined config repeats bitwise and matches the fp32
+# reference to bf16 rounding, and the fastest (128 x 64 tiles, 3 stages) beats the best one-stage
+# config of the earlier form by 15-16% (57.8 against 68.2 us at 16,384 rows, 108.8 against 129.8 at
+# 32,768; results/bench/dynamic_variant_lab_05945ea.log). tests/test_kernel_configs_gpu.py checks
+# every config here.
 _DYNAMIC_CONFIGS = [
-    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=1)
-    for bt, bd, w in ((128, 128, 8), (64, 64, 4), (128, 64, 8), (64, 128, 8), (32, 64, 4), (64, 32, 4), (16, 32, 4))
+    triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
+    for bt, bd, w, st in ((128, 64, 8, 3), (128, 128, 8, 2), (128, 64, 8, 2), (64, 64, 4, 2), (128, 64, 8, 1),
+                          (64, 128, 8, 1), (32, 64, 4, 3), (64, 32, 4, 1), (16, 32, 4, 1))
 ]
 
 
@@ -149,10 +154,10 @@ def _dynamic_mix_kernel(
 ):
     """G[m, rows] <- G * (norm(Â [⊙ P]) @ U)[rows]   (aveyb.model.layers.dynamic_mix + gate).
 
-    One program per (split, BLOCK_T rows), placed split-major, two sweeps over d. The first accumulates
-    U_rows · U_keysᵀ and the squared norms in fp32, giving the cosines
+    One program per (split, BLOCK_T rows), placed split-major, sweeps over d. The first two sum the
+    squared norms and accumulate U_rows · U_keysᵀ in fp32, giving the cosines
     Â = inv_t · (U Uᵀ)_tk · inv_k with inv = 1 / max(‖U‖, eps) as the reference normalises; the
-    normalisation happens in registers. The second multiplies the normalised rows of A by U chunk
+    normalisation happens in registers. The last multiplies the normalised rows of A by U chunk
     by chunk and gates G in place. Neither U Uᵀ nor A ever reaches memory.
     """
     m, t_block = split_rows(S, BLOCK_T)
@@ -166,13 +171,17 @@ def _dynamic_mix_kernel(
     a = tl.zeros((BLOCK_T, BLOCK_S), dtype=tl.float32)
     sq_r = tl.zeros((BLOCK_T,), dtype=tl.float32)
     sq_k = tl.zeros((BLOCK_S,), dtype=tl.float32)
+    for d0 in tl.range(0, D, BLOCK_D, num_stages=1):  # unpipelined: see _DYNAMIC_CONFIGS
+        dd = d0 + tl.arange(0, BLOCK_D)
+        u_r = tl.load(z_ptr + row_offs + dd[None, :], mask=row_in[:, None] & (dd < D)[None, :], other=0.0)
+        u_k = tl.load(z_ptr + key_offs + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
+        sq_r += tl.sum(u_r.to(tl.float32) * u_r.to(tl.float32), axis=1)
+        sq_k += tl.sum(u_k.to(tl.float32) * u_k.to(tl.float32), axis=1)
     for d0 in range(0, D, BLOCK_D):
         dd = d0 + tl.arange(0, BLOCK_D)
         u_r = tl.load(z_ptr + row_offs + dd[None, :], mask=row_in[:, None] & (dd < D)[None, :], other=0.0)
         u_k = tl.load(z_ptr + key_offs + dd[None, :], mask=key_in[:, None] & (dd < D)[None, :], other=0.0)
         a = tl.dot(u_r, tl.trans(u_k), a, input_precision=PREC)
-        sq_r += tl.sum(u_r.to(tl.float32) * u_r.to(tl.float32), axis=1)
-        sq_k += tl.sum(u_k.to(tl.float32) * u_k.to(tl.float32), axis=1)
     inv_r = 1.0 / tl.maximum(tl.sqrt(sq_r), eps)
     inv_k = 1.0 / tl.maximum(tl.sqrt(sq_k), eps)
     a = a * inv_r[:, None] * inv_k[None, :]
