@@ -103,3 +103,18 @@ def test_report_gives_each_fused_implementation_its_ratio_table():
     graphs = table.split("Ratios (Avey-B fused-graphs throughput over …)")[1]
     assert "| avey-b official-style (measured) | 1.50× |" in graphs
     assert "Ratios (fused Avey-B" not in table  # "fused" itself was not measured
+
+
+def test_chosen_configs_reports_what_each_autotuner_settled_on(monkeypatch):
+    """The bench records, per fused run, the config each autotuned kernel chose (from the autotuners'
+    caches); kernels not tuned yet are left out."""
+    pytest.importorskip("triton")
+    from aveyb.kernels import ranker
+    from aveyb.kernels.tuning import chosen_configs, config_label
+
+    cfg = ranker._COMPRESS_CONFIGS[1]
+    assert config_label(cfg) == "BLOCK_M=64,BLOCK_N=128,BLOCK_K=64,w4,s3"
+    monkeypatch.setattr(ranker._compress_kernel, "cache", {})
+    assert "_compress_kernel" not in chosen_configs()
+    monkeypatch.setattr(ranker._compress_kernel, "cache", {(256, 768, 3, "tf32"): cfg, (32, 64, 3, "tf32"): cfg})
+    assert chosen_configs()["_compress_kernel"] == [config_label(cfg)]

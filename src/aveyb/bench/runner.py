@@ -51,6 +51,7 @@ class Measurement:
     repeats: int = 0
     times_ms: list = field(default_factory=list)
     note: str = ""
+    kernel_configs: dict = field(default_factory=dict)  # fused Avey-B: what the autotuner chose in this process
 
     def add_note(self, text: str) -> None:
         self.note = f"{self.note}; {text}" if self.note else text
@@ -269,6 +270,10 @@ class Bench:
                 rec.add_note("peak_mem_gb = max reserved (graph pool)")
             rec.repeats = len(times)
             rec.times_ms = [round(t, 4) for t in times]
+            if rec.model == "avey-b" and rec.impl.startswith("fused"):
+                from aveyb.kernels.tuning import chosen_configs
+
+                rec.kernel_configs = chosen_configs()
         except torch.cuda.OutOfMemoryError as err:
             rec.status, rec.note = "oom", str(err).splitlines()[0][:200]
         except (NotImplementedError, ModuleNotFoundError) as err:

@@ -56,3 +56,27 @@ def product_fp32(op, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         except (TypeError, RuntimeError, NotImplementedError):
             _OUT_DTYPE_OK[op] = False
     return op(a, b).to(torch.promote_types(a.dtype, torch.float32))
+
+
+KERNEL_MODULES = ("aveyb.kernels.gemm", "aveyb.kernels.layers", "aveyb.kernels.backward", "aveyb.kernels.ranker")
+
+
+def config_label(config) -> str:
+    """A Triton config in one short token: its meta-parameters, then w<warps> s<stages>."""
+    meta = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
+    return f"{meta},w{config.num_warps},s{config.num_stages}"
+
+
+def chosen_configs() -> dict[str, list[str]]:
+    """The config each autotuned kernel settled on, per autotuning key, in this process (kernels not
+    yet launched, or with one candidate, are left out). Modules not imported yet are not imported."""
+    import sys
+
+    chosen = {}
+    for name in KERNEL_MODULES:
+        module = sys.modules.get(name)
+        for attr, value in sorted(vars(module).items()) if module else ():
+            cache = getattr(value, "cache", None)
+            if isinstance(cache, dict) and cache and hasattr(value, "configs"):
+                chosen[attr] = sorted({config_label(c) for c in cache.values()})
+    return chosen
