@@ -546,6 +546,16 @@ def _three_layers(layers, x, mask, dtype):
     return ld, list(run_layers(ld, x.to(dtype), mask))[-1], chainr, chain64
 
 
+def layer_output_and_grads(layer, x, mask, grad_out, fn=None, amp=False):
+    """(out, dx, d every parameter) of ``fn(layer, x, mask)`` (default: the layer itself) for the
+    loss Σ out · grad_out in float64, under bf16 autocast if ``amp``."""
+    x = x.detach().requires_grad_(True)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        out = layer(x, mask) if fn is None else fn(layer, x, mask)
+    grads = torch.autograd.grad((out.double() * grad_out.double()).sum(), [x] + list(layer.parameters()))
+    return (out, *grads)
+
+
 @gpu
 @needs_triton
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "bf16"])
@@ -616,17 +626,10 @@ def test_layer_training_path(case, precision, monkeypatch):
     (layer,) = random_layers(cfg, case[0], 1, dev)
     grad_out = torch.randn(x.shape, device=dev)
 
-    def run(layer_, xx, fn, amp=False):
-        xx = xx.detach().requires_grad_(True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            out = fn(layer_, xx, mask)
-        grads = torch.autograd.grad((out.double() * grad_out.double()).sum(), [xx] + list(layer_.parameters()))
-        return out, grads
-
-    out64, g64 = run(copy.deepcopy(layer).double(), x.double(), lambda l_, xx, mk: l_(xx, mk))
+    out64, *g64 = layer_output_and_grads(copy.deepcopy(layer).double(), x.double(), mask, grad_out)
     ld = copy.deepcopy(layer).to(dtype)
-    outr, gr = run(ld, x.to(dtype), lambda l_, xx, mk: l_(xx, mk), autocast)
-    outf, gf = run(ld, x.to(dtype), layer_forward, autocast)
+    outr, *gr = layer_output_and_grads(ld, x.to(dtype), mask, grad_out, amp=autocast)
+    outf, *gf = layer_output_and_grads(ld, x.to(dtype), mask, grad_out, layer_forward, autocast)
     assert outf.dtype == outr.dtype
     tol_dtype = torch.bfloat16 if autocast else dtype
     name = "/".join(map(str, case[:3])) + f" {precision}"
@@ -652,16 +655,10 @@ def test_layer_training_path_compiled(case, monkeypatch):
     (layer,) = random_layers(cfg, case[0], 1, dev)
     grad_out = torch.randn(x.shape, device=dev)
 
-    def run(layer_, xx, fn):
-        xx = xx.detach().requires_grad_(True)
-        out = fn(layer_, xx, mask)
-        grads = torch.autograd.grad((out.double() * grad_out.double()).sum(), [xx] + list(layer_.parameters()))
-        return out, grads
-
-    out64, g64 = run(copy.deepcopy(layer).double(), x.double(), lambda l_, xx, mk: l_(xx, mk))
+    out64, *g64 = layer_output_and_grads(copy.deepcopy(layer).double(), x.double(), mask, grad_out)
     ld = copy.deepcopy(layer).to(dtype)
-    outr, gr = run(ld, x.to(dtype), lambda l_, xx, mk: l_(xx, mk))
-    outf, gf = run(ld, x.to(dtype), layer_forward)
+    outr, *gr = layer_output_and_grads(ld, x.to(dtype), mask, grad_out)
+    outf, *gf = layer_output_and_grads(ld, x.to(dtype), mask, grad_out, layer_forward)
     check(f"layer {case[0]} fwd (compiled)", outf, outr, out64, dtype)
     names = ["x"] + [n for n, _ in layer.named_parameters()]
     for name, a, b, c in zip(names, gf, gr, g64):
