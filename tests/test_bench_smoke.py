@@ -116,5 +116,33 @@ def test_chosen_configs_reports_what_each_autotuner_settled_on(monkeypatch):
     assert config_label(cfg) == "BLOCK_M=64,BLOCK_N=128,BLOCK_K=64,w4,s3"
     monkeypatch.setattr(ranker._compress_kernel, "cache", {})
     assert "_compress_kernel" not in chosen_configs()
-    monkeypatch.setattr(ranker._compress_kernel, "cache", {(256, 768, 3, "tf32"): cfg, (32, 64, 3, "tf32"): cfg})
-    assert chosen_configs()["_compress_kernel"] == [config_label(cfg)]
+    other = ranker._COMPRESS_CONFIGS[2]
+    monkeypatch.setattr(ranker._compress_kernel, "cache", {
+        (256, 768, 64, 3, "tf32", "torch.bfloat16", "torch.float32"): cfg, (32, 64, 1, 3, "tf32x3", "torch.float32"): other})
+    assert chosen_configs()["_compress_kernel"] == {
+        "S=256 D=768 NB=64 K=3 PREC=tf32 bfloat16,float32": config_label(cfg),
+        "S=32 D=64 NB=1 K=3 PREC=tf32x3 float32": config_label(other)}
+
+
+def test_size_bucket_separates_short_and_long_inputs():
+    """The autotuning keys' size class: powers of two up to a cap, so 2,048 and 32,768 tokens tune
+    apart while nearby sizes share a tuning."""
+    from aveyb.kernels.tuning import size_bucket
+
+    assert [size_bucket(n) for n in (0, 1, 2, 3, 64, 65, 1024, 4096, 5000)] == [1, 1, 2, 4, 64, 128, 1024, 4096, 4096]
+    assert size_bucket(5000, cap=1024) == 1024
+
+
+def test_every_mix_and_compression_kernel_tunes_per_size_class():
+    """A kernel whose autotuning key has no size class keeps the config it tuned on the first shape
+    (a 128-token sweep start cost the dynamic mix 9% at 2,048): every mix, MaxSim and compression
+    kernel, forward and backward, must key on NB."""
+    pytest.importorskip("triton")
+    from aveyb.kernels import backward, layers, ranker
+
+    kernels = [layers._static_mix_kernel, layers._dynamic_mix_kernel, ranker._maxsim_kernel,
+               ranker._maxsim_tma_kernel, ranker._compress_kernel, backward._static_mix_backward_kernel,
+               backward._dynamic_scores_backward_kernel, backward._dynamic_mix_backward_kernel]
+    for kernel in kernels:
+        assert "NB" in kernel.keys, f"{kernel.fn.__name__}: autotuning key {kernel.keys} has no size class"
+        assert "NB" in kernel.fn.arg_names

@@ -83,7 +83,7 @@ def test_dynamic_mix_config(index):
     cfg = layers._DYNAMIC_CONFIGS[index]
     _, z0, _, _ = _inputs()
     _check_forward(z0, lambda z: layers._dynamic_mix_kernel.fn[_grid(cfg, cols=False)](
-        z, z, z, z, z, S, D, ZW, EPS, SAVE=False, HAS_MASK=False, NORM=0, COUPLED=False, BLOCK_S=S, PREC="tf32",
+        z, z, z, z, z, S, D, ZW, EPS, M, SAVE=False, HAS_MASK=False, NORM=0, COUPLED=False, BLOCK_S=S, PREC="tf32",
         **_launch_args(cfg)), lambda u: ref.dynamic_mix(u, None, "sum", EPS))
 
 
@@ -114,7 +114,7 @@ def _scores_backward(z, dmix, cfg):
     inv, rho = torch.empty(M * S, device="cuda"), torch.zeros(M * S, device="cuda")
     zf = z.view(M * S, ZW)
     kb._dynamic_scores_backward_kernel.fn[_grid(cfg, cols=False)](
-        zf, dmix, zf, zf, zf, n_t, dc, dc_t, inv, rho, rho, rho, S, D, ZW, EPS, HAS_MASK=False, NORM=0,
+        zf, dmix, zf, zf, zf, n_t, dc, dc_t, inv, rho, rho, rho, S, D, ZW, EPS, M, HAS_MASK=False, NORM=0,
         COUPLED=False, PREC="tf32", BLOCK_S=S, **_launch_args(cfg))
     return n_t, dc, dc_t, inv, rho
 
@@ -123,7 +123,7 @@ def _mix_backward(zpre, z, dmix, scores, cfg):
     """dZpre_U from the scores backward's outputs, for one launch of ``cfg``."""
     zf, dz = z.view(M * S, ZW), torch.zeros(M * S, ZW, device="cuda", dtype=z.dtype)
     kb._dynamic_mix_backward_kernel.fn[_grid(cfg)](
-        zf, dmix, *scores, zpre.view(M * S, ZW), zf, dz, S, D, ZW, EPS, ACT=0, HAS_MASK=False,
+        zf, dmix, *scores, zpre.view(M * S, ZW), zf, dz, S, D, ZW, EPS, M, ACT=0, HAS_MASK=False,
         PREC="tf32", **_launch_args(cfg))
     return dz[:, :D].view(M, S, D)
 
@@ -168,7 +168,7 @@ def test_static_mix_backward_config(index):
 
     def run():
         dz = torch.zeros(M * S, ZW, device="cuda", dtype=z.dtype)
-        kb._static_mix_backward_kernel.fn[_grid(cfg)](dmix, p, zpre.view(M * S, ZW), z, dz, S, D, ZW, ACT=0,
+        kb._static_mix_backward_kernel.fn[_grid(cfg)](dmix, p, zpre.view(M * S, ZW), z, dz, S, D, ZW, M, ACT=0,
                                                       HAS_MASK=False, PREC="tf32", **_launch_args(cfg))
         return dz[:, :D].view(M, S, D)
 

@@ -192,9 +192,10 @@ _STATIC_BWD_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=tunable(_STATIC_BWD_CONFIGS), key=["S", "D", "ZW"])
-@triton.jit
-def _static_mix_backward_kernel(dmix_ptr, p_ptr, zpre_ptr, mask_ptr, dzpre_ptr, S, D, ZW,
+# NB, the split-count bucket (tuning.size_bucket), only keys the autotuner in the three kernels below.
+@triton.autotune(configs=tunable(_STATIC_BWD_CONFIGS), key=["S", "D", "ZW", "NB"])
+@triton.jit(do_not_specialize=["NB"])
+def _static_mix_backward_kernel(dmix_ptr, p_ptr, zpre_ptr, mask_ptr, dzpre_ptr, S, D, ZW, NB,
                                 ACT: tl.constexpr, HAS_MASK: tl.constexpr, PREC: tl.constexpr,
                                 BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr):
     """dU = Pᵀ · d mix(U) per split (``static_mix``'s backward for U), then through act' and the mask."""
@@ -213,12 +214,12 @@ _SCORES_BWD_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=tunable(_SCORES_BWD_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"],
+@triton.autotune(configs=tunable(_SCORES_BWD_CONFIGS), key=["S", "D", "ZW", "NB", "NORM", "COUPLED"],
                  reset_to_zero=["rho_ptr", "dp_ptr", "dtau_ptr"])
-@triton.jit
+@triton.jit(do_not_specialize=["NB"])
 def _dynamic_scores_backward_kernel(
     z_ptr, dmix_ptr, p_ptr, tau_ptr, mask_ptr, nt_ptr, dc_ptr, dct_ptr, inv_ptr, rho_ptr, dp_ptr, dtau_ptr,
-    S, D, ZW, eps, HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr, PREC: tl.constexpr,
+    S, D, ZW, eps, NB, HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr, PREC: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Per (split, BLOCK_T query rows): recompute the cosines C and N = norm(C [⊙ P]) as the forward
@@ -309,10 +310,10 @@ _DYNAMIC_BWD_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=tunable(_DYNAMIC_BWD_CONFIGS), key=["S", "D", "ZW"])
-@triton.jit
+@triton.autotune(configs=tunable(_DYNAMIC_BWD_CONFIGS), key=["S", "D", "ZW", "NB"])
+@triton.jit(do_not_specialize=["NB"])
 def _dynamic_mix_backward_kernel(
-    z_ptr, dmix_ptr, nt_ptr, dc_ptr, dct_ptr, inv_ptr, rho_ptr, zpre_ptr, mask_ptr, dzpre_ptr, S, D, ZW, eps,
+    z_ptr, dmix_ptr, nt_ptr, dc_ptr, dct_ptr, inv_ptr, rho_ptr, zpre_ptr, mask_ptr, dzpre_ptr, S, D, ZW, eps, NB,
     ACT: tl.constexpr, HAS_MASK: tl.constexpr, PREC: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from aveyb.kernels import gemm
-from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, tunable
+from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, size_bucket, tunable
 from aveyb.model import layers as ref
 
 ACT_IDS = {"gelu": 0, "gelu_tanh": 1, "relu": 2, "silu": 3}
@@ -145,10 +145,11 @@ _DYNAMIC_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NORM", "COUPLED"], restore_value=["z_ptr"])
-@triton.jit
+@triton.autotune(configs=tunable(_DYNAMIC_CONFIGS), key=["S", "D", "ZW", "NB", "NORM", "COUPLED"],
+                 restore_value=["z_ptr"])
+@triton.jit(do_not_specialize=["NB"])
 def _dynamic_mix_kernel(
-    z_ptr, p_ptr, tau_ptr, mask_ptr, save_ptr, S, D, ZW, eps, SAVE: tl.constexpr,
+    z_ptr, p_ptr, tau_ptr, mask_ptr, save_ptr, S, D, ZW, eps, NB, SAVE: tl.constexpr,
     HAS_MASK: tl.constexpr, NORM: tl.constexpr, COUPLED: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -158,7 +159,8 @@ def _dynamic_mix_kernel(
     squared norms and accumulate U_rows · U_keysᵀ in fp32, giving the cosines
     Â = inv_t · (U Uᵀ)_tk · inv_k with inv = 1 / max(‖U‖, eps) as the reference normalises; the
     normalisation happens in registers. The last multiplies the normalised rows of A by U chunk
-    by chunk and gates G in place. Neither U Uᵀ nor A ever reaches memory.
+    by chunk and gates G in place. Neither U Uᵀ nor A ever reaches memory. NB, the split-count
+    bucket, only keys the autotuner: short and long inputs want different tiles.
     """
     m, t_block = split_rows(S, BLOCK_T)
     rows = t_block * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -222,16 +224,17 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     prec = dot_precision(z.dtype)
     if kind == "static":
         p = spatial_proj.to(z.dtype).contiguous()
-        split_bucket = min(triton.next_power_of_2(n_split), 1024)
         _static_mix_kernel[split_grid(n_split, split_size, width)](
-            z, p, z if save is None else save, split_size, width, zw, split_bucket, SAVE=save is not None, PREC=prec)
+            z, p, z if save is None else save, split_size, width, zw, size_bucket(n_split), SAVE=save is not None,
+            PREC=prec)
         return
     coupled = kind == "coupled"
     p = spatial_proj.to(torch.float32).contiguous() if coupled else z
     tau_t = tau.detach().float().contiguous() if (norm == "softmax" and tau is not None) else z
     mask_u8 = mask_arg(mask, z)
     _dynamic_mix_kernel[split_grid(n_split, split_size)](
-        z, p, tau_t, mask_u8, z if save is None else save, split_size, width, zw, eps, SAVE=save is not None,
+        z, p, tau_t, mask_u8, z if save is None else save, split_size, width, zw, eps, size_bucket(n_split),
+        SAVE=save is not None,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled,
         BLOCK_S=max(16, triton.next_power_of_2(split_size)), PREC=prec,
     )

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from aveyb.kernels import gemm
-from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, product_fp32, tunable
+from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, product_fp32, size_bucket, tunable
 from aveyb.model import ranker as ref
 
 _MAXSIM_CONFIGS = [
@@ -71,7 +71,7 @@ def _pair_step(it, lo, i, n_t, n_d, LEFT: tl.constexpr):
 
 
 @triton.autotune(configs=tunable(_MAXSIM_CONFIGS), key=["S", "D", "NB"])
-@triton.jit
+@triton.jit(do_not_specialize=["NB"])
 def _maxsim_kernel(
     x_ptr, inv_ptr, mask_ptr, out_ptr,
     N, S, D, NB,
@@ -138,7 +138,7 @@ _MAXSIM_TMA_CONFIGS = [
 
 
 @triton.autotune(configs=tunable(_MAXSIM_TMA_CONFIGS), key=["S", "D", "NB"])
-@triton.jit
+@triton.jit(do_not_specialize=["NB"])
 def _maxsim_tma_kernel(
     q_desc, k_desc, inv_ptr, mask_ptr, out_ptr,
     N, S, D, NB,
@@ -215,7 +215,7 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
     most = n_splits - 1  # the most candidates a split has, either direction
     grid = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]), n_splits, batch)
     # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.
-    work_bucket = min(triton.next_power_of_2(batch * n_splits), 4096)
+    work_bucket = size_bucket(batch * n_splits)
     common = dict(HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s)
     if tma if tma is not None else _maxsim_tma_ok(xs):
         flat = xs.view(batch * n_splits * split_size, width)
@@ -314,16 +314,17 @@ _COMPRESS_CONFIGS = [
 ]
 
 
-@triton.autotune(configs=tunable(_COMPRESS_CONFIGS), key=["S", "D", "K", "PREC"])
-@triton.jit
+@triton.autotune(configs=tunable(_COMPRESS_CONFIGS), key=["S", "D", "NB", "K", "PREC"])
+@triton.jit(do_not_specialize=["NB"])
 def _compress_kernel(
     xs_ptr, res_ptr, idx_ptr, w_ptr, d_ptr, out_ptr,
-    N, S, D,
+    N, S, D, NB,
     K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     PREC: tl.constexpr,
 ):
     """out_i = sum_{s<K} w_s D[:, sS:(s+1)S] X_{idx_s} + D[:, KS:(K+1)S] X_i + X_i; the products read
-    ``xs`` (the dot dtype), the residual X_i reads ``res`` (the input's own dtype)."""
+    ``xs`` (the dot dtype), the residual X_i reads ``res`` (the input's own dtype). NB (the
+    batch x splits bucket) only keys the autotuner."""
     bn = tl.program_id(0)
     pid_m = tl.program_id(1)
     pid_n = tl.program_id(2)
@@ -377,7 +378,7 @@ def compress(xs: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, down_pr
                          triton.cdiv(width, meta["BLOCK_N"]))
     _compress_kernel[grid](
         xs_dot, xs, idx.contiguous(), weights.float().contiguous(), dp, out, n_splits, split_size, width,
-        K=k, PREC=dot_precision(xs_dot.dtype),
+        size_bucket(batch * n_splits), K=k, PREC=dot_precision(xs_dot.dtype),
     )
     return out
 

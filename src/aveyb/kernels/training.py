@@ -32,7 +32,7 @@ import triton
 
 from aveyb.kernels import backward as kb
 from aveyb.kernels.layers import ACT_IDS, NORM_IDS, mix_and_gate, split_grid
-from aveyb.kernels.tuning import dot_precision, mask_arg, product_fp32
+from aveyb.kernels.tuning import dot_precision, mask_arg, product_fp32, size_bucket
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -140,7 +140,8 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
     prec = dot_precision(z.dtype)
     if kind == "static":
         kb._static_mix_backward_kernel[split_grid(n_split, split, width)](
-            dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width, zw, ACT=ACT_IDS[act],
+            dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width, zw, size_bucket(n_split),
+            ACT=ACT_IDS[act],
             HAS_MASK=mask is not None, PREC=prec)
         u = z[:, :width].view(n_split, split, width)
         dproj = torch.bmm(dmix.view(n_split, split, width), u.transpose(1, 2)).sum(0, dtype=torch.float32)  # dP = Σ dmix Uᵀ
@@ -156,11 +157,12 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
     p = proj.float().contiguous() if coupled else z
     tau_t = tau.detach().float().contiguous() if norm == "softmax" else z
     kb._dynamic_scores_backward_kernel[split_grid(n_split, split)](
-        z, dmix, p, tau_t, mask_u8, n_t, dc, dc_t, inv, rho, dproj, dtau, split, width, zw, eps,
+        z, dmix, p, tau_t, mask_u8, n_t, dc, dc_t, inv, rho, dproj, dtau, split, width, zw, eps, size_bucket(n_split),
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled, PREC=prec,
         BLOCK_S=max(16, triton.next_power_of_2(split)))
     kb._dynamic_mix_backward_kernel[split_grid(n_split, split, width)](
-        z, dmix, n_t, dc, dc_t, inv, rho, zpre, mask_u8, dzpre, split, width, zw, eps, ACT=ACT_IDS[act],
+        z, dmix, n_t, dc, dc_t, inv, rho, zpre, mask_u8, dzpre, split, width, zw, eps, size_bucket(n_split),
+        ACT=ACT_IDS[act],
         HAS_MASK=mask is not None, PREC=prec)
     return (dproj if coupled else None), (dtau.reshape(tau.shape) if norm == "softmax" else None)
 

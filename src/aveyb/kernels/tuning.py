@@ -20,6 +20,14 @@ def tunable(configs: list) -> list:
     return configs
 
 
+def size_bucket(n: int, cap: int = 4096) -> int:
+    """The autotuning key's size class for ``n`` programs' worth of work (splits, or batch x splits):
+    the next power of two, at most ``cap``. Without it a kernel keeps the config it tuned on the
+    first shape it saw: a benchmark sweep that starts at 128 tokens then ran the dynamic mix at
+    2,048 with 32-row tiles, 9% slower end to end (results/bench/e2e_config_lab_d2e0e60_*.json)."""
+    return min(1 << max(n - 1, 0).bit_length(), cap)
+
+
 def env_choice(var: str, choices, default: str) -> str:
     """The value of environment variable ``var``, which must be one of ``choices``: anything else is a
     ValueError naming the variable and what is allowed."""
@@ -67,8 +75,16 @@ def config_label(config) -> str:
     return f"{meta},w{config.num_warps},s{config.num_stages}"
 
 
-def chosen_configs() -> dict[str, list[str]]:
-    """The config each autotuned kernel settled on, per autotuning key, in this process (kernels not
+def key_label(names, key: tuple) -> str:
+    """An autotuning key as ``name=value`` pairs; Triton appends the tensor arguments' dtypes, which
+    follow as their distinct names (a masked call differs from an unmasked one there)."""
+    named = [f"{n}={v}" for n, v in zip(names, key)]
+    dtypes = sorted({str(v).removeprefix("torch.") for v in key[len(names):]})
+    return " ".join(named + ([",".join(dtypes)] if dtypes else []))
+
+
+def chosen_configs() -> dict[str, dict[str, str]]:
+    """The config each autotuned kernel settled on in this process, per autotuning key (kernels not
     yet launched, or with one candidate, are left out). Modules not imported yet are not imported."""
     import sys
 
@@ -78,5 +94,6 @@ def chosen_configs() -> dict[str, list[str]]:
         for attr, value in sorted(vars(module).items()) if module else ():
             cache = getattr(value, "cache", None)
             if isinstance(cache, dict) and cache and hasattr(value, "configs"):
-                chosen[attr] = sorted({config_label(c) for c in cache.values()})
+                names = list(getattr(value, "keys", ()))
+                chosen[attr] = {key_label(names, key): config_label(c) for key, c in sorted(cache.items(), key=str)}
     return chosen
