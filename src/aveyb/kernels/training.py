@@ -138,10 +138,10 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
     n_split = rows // split
     mask_u8 = mask_arg(mask, z)
     prec = dot_precision(z.dtype)
+    nb = size_bucket(n_split)  # the autotuning key's size class
     if kind == "static":
         kb._static_mix_backward_kernel[split_grid(n_split, split, width)](
-            dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width, zw, size_bucket(n_split),
-            ACT=ACT_IDS[act],
+            dmix, proj.to(z.dtype).contiguous(), zpre, mask_u8, dzpre, split, width, zw, nb, ACT=ACT_IDS[act],
             HAS_MASK=mask is not None, PREC=prec)
         u = z[:, :width].view(n_split, split, width)
         dproj = torch.bmm(dmix.view(n_split, split, width), u.transpose(1, 2)).sum(0, dtype=torch.float32)  # dP = Σ dmix Uᵀ
@@ -157,12 +157,11 @@ def _mix_backward(z, dmix, zpre, mask, dzpre, proj, tau, kind, act, norm, eps, s
     p = proj.float().contiguous() if coupled else z
     tau_t = tau.detach().float().contiguous() if norm == "softmax" else z
     kb._dynamic_scores_backward_kernel[split_grid(n_split, split)](
-        z, dmix, p, tau_t, mask_u8, n_t, dc, dc_t, inv, rho, dproj, dtau, split, width, zw, eps, size_bucket(n_split),
+        z, dmix, p, tau_t, mask_u8, n_t, dc, dc_t, inv, rho, dproj, dtau, split, width, zw, eps, nb,
         HAS_MASK=mask is not None, NORM=NORM_IDS[norm], COUPLED=coupled, PREC=prec,
         BLOCK_S=max(16, triton.next_power_of_2(split)))
     kb._dynamic_mix_backward_kernel[split_grid(n_split, split, width)](
-        z, dmix, n_t, dc, dc_t, inv, rho, zpre, mask_u8, dzpre, split, width, zw, eps, size_bucket(n_split),
-        ACT=ACT_IDS[act],
+        z, dmix, n_t, dc, dc_t, inv, rho, zpre, mask_u8, dzpre, split, width, zw, eps, nb, ACT=ACT_IDS[act],
         HAS_MASK=mask is not None, PREC=prec)
     return (dproj if coupled else None), (dtau.reshape(tau.shape) if norm == "softmax" else None)
 
