@@ -7,6 +7,7 @@ from functools import partial
 
 from aveyb.evaluation.metrics import classification_metrics
 from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.training import (
     encode_and_train,
     encode_text,
@@ -50,7 +51,7 @@ def evaluate(model, feats, labels, tokenizer, cfg, device, positive_label, desc)
     return classification_metrics(golds, preds, labels, positive_label)
 
 
-def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[str, float]:
+def run(task, splits, labels: list[str], model_path: str, cfg, device, save_dir=None) -> dict[str, float]:
     tokenizer = load_tokenizer(model_path)
     label2id = {l: i for i, l in enumerate(labels)}
     model = load_model("sequence_classification", model_path, num_labels=len(labels),
@@ -64,4 +65,6 @@ def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[s
         if feats:
             for k, v in evaluate(model, feats, labels, tokenizer, cfg, device, pos, f"{task.name} {name}").items():
                 out[f"{name}/{k}"] = v
+    if save_dir is not None:
+        save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
     return out

@@ -46,7 +46,7 @@ def cmd_finetune(args) -> int:
     from aveyb.tasks.runner import run_finetune
     from aveyb.tasks.training import TaskError
 
-    cfg = _config(args, lr=args.lr, seed=args.seed)
+    cfg = _config(args, lr=args.lr, seed=args.seed, save_model=False if args.no_save else None)
     try:
         run_finetune(args.model, args.task, args.output_dir, cfg, data_dir=args.data_dir, force=args.force)
     except (TaskDataError, TaskError, HubUnavailableError) as err:  # user errors: a message, exit status 2
@@ -113,6 +113,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--force", action="store_true", help="re-run even if results.json exists")
+    p.add_argument("--no-save", action="store_true",
+                   help="do not save the fine-tuned model (default: save_pretrained to OUTPUT_DIR/model)")
     _add_common(p)
     p.set_defaults(func=cmd_finetune)
 

@@ -79,6 +79,8 @@ class FinetuneConfig:
     niah_train_size: int = 10000
     niah_test_size: int = 1000
     niah_seed: int = 11
+    # output: save the fine-tuned model (save_pretrained) to <output_dir>/model
+    save_model: bool = True
     # misc
     num_workers: int = 0
     progress: bool = True
@@ -130,6 +132,8 @@ class FinetuneConfig:
         choice("tc_decoding", TC_DECODINGS)
         choice("retrieval_loss", RETRIEVAL_LOSSES)
         choice("lr_schedule", LR_SCHEDULES)
+        if not isinstance(self.save_model, bool):
+            raise ValueError(f"FinetuneConfig.save_model={self.save_model!r} must be true or false")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"FinetuneConfig.seed={self.seed!r} must be an integer")  # noqa: TRY004
 

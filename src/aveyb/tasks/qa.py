@@ -21,6 +21,7 @@ import torch
 
 from aveyb.evaluation.metrics import paper_qa_f1, squad_metrics
 from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.training import (
     TaskError,
     end_token_id,
@@ -217,7 +218,7 @@ def evaluate(model, examples, feats, tokenizer, cfg, device, head, v2, desc) -> 
     return out
 
 
-def run(task, splits, labels, model_path: str, cfg, device) -> dict[str, float]:
+def run(task, splits, labels, model_path: str, cfg, device, save_dir=None) -> dict[str, float]:
     v2 = bool(task.options.get("v2"))
     for name in ("train", "validation", "test"):
         data = getattr(splits, name)
@@ -244,4 +245,6 @@ def run(task, splits, labels, model_path: str, cfg, device) -> dict[str, float]:
         feats = encode(data, tokenizer, max_len, cfg, head, train=False)
         for k, v in evaluate(model, data, feats, tokenizer, cfg, device, head, v2, f"{task.name} {name}").items():
             out[f"{name}/{k}"] = v
+    if save_dir is not None:
+        save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
     return out

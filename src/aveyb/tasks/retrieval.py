@@ -15,6 +15,7 @@ import torch
 
 from aveyb.evaluation.metrics import retrieval_metrics
 from aveyb.tasks.data import RetrievalData, TaskDataError
+from aveyb.tasks.export import save_sentence_model, task_settings
 from aveyb.tasks.training import (
     TaskError,
     _register_aveyb,
@@ -141,7 +142,7 @@ def evaluate(model, data: RetrievalData, cfg, device, desc: str, doc_cache: dict
     return out
 
 
-def run(task, splits, labels, model_path: str, cfg, device) -> dict[str, float]:
+def run(task, splits, labels, model_path: str, cfg, device, save_dir=None) -> dict[str, float]:
     try:  # sentence-transformers >= 6
         from sentence_transformers.sentence_transformer import losses
     except ImportError:  # pragma: no cover
@@ -180,4 +181,6 @@ def run(task, splits, labels, model_path: str, cfg, device) -> dict[str, float]:
             continue
         for k, v in evaluate(model, data, cfg, device, f"{task.name} {name}", cache).items():
             out[f"{name}/{k}"] = v
+    if save_dir is not None:
+        save_sentence_model(model, save_dir, task_settings(task, cfg, model.max_seq_length))
     return out

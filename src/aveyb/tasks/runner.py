@@ -19,6 +19,7 @@ from typing import Any
 
 from aveyb.tasks.config import FinetuneConfig
 from aveyb.tasks.data import resolve_data_dir
+from aveyb.tasks.export import MODEL_DIR
 from aveyb.tasks.registry import LoadContext, get_task, task_labels
 
 RESULTS_FILE = "results.json"
@@ -73,6 +74,10 @@ _FAMILY_MODULES = {
 }
 
 
+# Options that change neither the training nor the scores: a stored run is still the same run.
+_NOT_COMPARED = ("progress", "save_model")
+
+
 def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: FinetuneConfig | None = None,
                  data_dir: str | os.PathLike | None = None, force: bool = False, load_split=None,
                  log=print) -> dict[str, Any]:
@@ -91,8 +96,8 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
     cfg = (config or FinetuneConfig()).resolved(spec.family)
     if existing is not None and not force:
         log(f"[aveyb] {out_dir / RESULTS_FILE} exists: skipping {task} (use --force to re-run)")
-        stored = {k: v for k, v in existing.get("config", {}).items() if k != "progress"}
-        wanted = {k: v for k, v in cfg.to_dict().items() if k != "progress"}
+        stored = {k: v for k, v in existing.get("config", {}).items() if k not in _NOT_COMPARED}
+        wanted = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_COMPARED}
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
         if changed or existing.get("task") != task:
             log(f"[aveyb] warning: the stored run differs from this request in {changed or ['task']}; "
@@ -109,7 +114,8 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
     device = select_device(cfg)
     set_seed(cfg.seed)
     family = importlib.import_module(_FAMILY_MODULES[spec.family])
-    metrics = family.run(spec, splits, labels, str(model), cfg, device)
+    save_dir = out_dir / MODEL_DIR if cfg.save_model else None
+    metrics = family.run(spec, splits, labels, str(model), cfg, device, save_dir=save_dir)
     elapsed = time.time() - started
     record = {
         "task": task,
@@ -125,6 +131,7 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
         "device": str(device),
         "versions": _versions(),
         "labels": labels,
+        "model_dir": MODEL_DIR if save_dir is not None else None,
         "config": cfg.to_dict(),
     }
     write_json_atomic(out_dir / RESULTS_FILE, record)

@@ -9,6 +9,7 @@ from functools import partial
 
 from aveyb.evaluation.metrics import token_classification_metrics
 from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.training import (
     encode_and_train,
     end_token_id,
@@ -119,7 +120,7 @@ def evaluate(model, feats, labels, tokenizer, cfg, device, bio, desc) -> dict[st
     return token_classification_metrics(golds, [[labels[t] for t in p] for p in preds], bio=bio)
 
 
-def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[str, float]:
+def run(task, splits, labels: list[str], model_path: str, cfg, device, save_dir=None) -> dict[str, float]:
     tokenizer = load_tokenizer(model_path)
     label2id = {l: i for i, l in enumerate(labels)}
     model = load_model("token_classification", model_path, num_labels=len(labels),
@@ -134,4 +135,6 @@ def run(task, splits, labels: list[str], model_path: str, cfg, device) -> dict[s
         if feats:
             for k, v in evaluate(model, feats, labels, tokenizer, cfg, device, bio, f"{task.name} {name}").items():
                 out[f"{name}/{k}"] = v
+    if save_dir is not None:
+        save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
     return out
