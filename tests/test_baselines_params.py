@@ -1,4 +1,4 @@
-"""Size presets: every baseline matches Avey-B's width and context, and at mini and base its
+"""Size presets: every baseline matches Avey-B's width and context, and at micro, mini and base its
 non-embedding parameter count is within ±10% of Avey-B's (counted on built models)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aveyb.config import PRESETS
 VOCAB = 50368
 
 
-@pytest.mark.parametrize("preset", ["mini", "base"])
+@pytest.mark.parametrize("preset", ["micro", "mini", "base"])
 def test_non_embedding_counts_within_ten_percent_of_avey_b(preset):
     from aveyb.model.modeling_aveyb import AveyBForMaskedLM
 
@@ -30,12 +30,12 @@ def test_non_embedding_counts_within_ten_percent_of_avey_b(preset):
         assert counts["total"] == counts["embedding"] + counts["non_embedding"]
 
 
-@pytest.mark.parametrize("preset", ["tiny", "mini", "base"])
+@pytest.mark.parametrize("preset", ["tiny", "micro", "mini", "base"])
 def test_avey_b_built_model_agrees_with_spec_formula(preset):
     assert count_parameters(build_on_meta("avey-b", preset, VOCAB)) == aveyb_counts_from_formula(preset, VOCAB)
 
 
-@pytest.mark.parametrize("preset", ["tiny", "mini", "base"])
+@pytest.mark.parametrize("preset", ["tiny", "micro", "mini", "base"])
 @pytest.mark.parametrize("arch", BASELINES)
 def test_baselines_share_width_context_and_vocabulary(arch, preset):
     config = build_config(arch, preset, 1234)

@@ -55,7 +55,7 @@ def test_unknown_keys_are_rejected():
 
 
 def test_presets_and_round_trip():
-    assert set(PRESETS) == {"tiny", "mini", "base"}
+    assert set(PRESETS) == {"tiny", "micro", "mini", "base"}
     with pytest.raises(ValueError, match="unknown Avey-B preset"):
         preset_config("huge")
     config = preset_config("tiny", vocab_size=123, dynamic_norm="softmax")

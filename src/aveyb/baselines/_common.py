@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aveyb.config import PRESETS as AVEYB_PRESETS
 
-SIZE_PRESETS = ("tiny", "mini", "base")
+SIZE_PRESETS = ("tiny", "micro", "mini", "base")
 
 
 def context_length(preset: str) -> int:

@@ -19,8 +19,9 @@ def _shape(preset: str, layers: int) -> dict:
     )
 
 
-# Layers per preset: tiny 2 (d=64), mini 10 (d=384), base 18 (d=768; published BERT-base has 12).
-LAYERS = {"tiny": 2, "mini": 10, "base": 18}
+# Layers per preset: tiny 2 (d=64), micro 4 (d=128), mini 10 (d=384), base 18 (d=768; published
+# BERT-base has 12).
+LAYERS = {"tiny": 2, "micro": 4, "mini": 10, "base": 18}
 
 
 def presets() -> dict:

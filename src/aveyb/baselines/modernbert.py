@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from aveyb.baselines._common import context_length, merged, width
 
-# Layers per preset: tiny 3 (d=64), mini 14 (d=384), base 25 (d=768).
-LAYERS = {"tiny": 3, "mini": 14, "base": 25}
-LOCAL_ATTENTION = {"tiny": 32, "mini": 128, "base": 128}
+# Layers per preset: tiny 3 (d=64), micro 6 (d=128), mini 14 (d=384), base 25 (d=768).
+LAYERS = {"tiny": 3, "micro": 6, "mini": 14, "base": 25}
+# micro trains on 256 tokens: a 64-token window keeps local and global layers distinct.
+LOCAL_ATTENTION = {"tiny": 32, "micro": 64, "mini": 128, "base": 128}
 
 
 def presets() -> dict:

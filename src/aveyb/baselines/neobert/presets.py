@@ -1,7 +1,7 @@
 """NeoBERT sized to Avey-B's presets.
 
 NeoBERT is deep and narrow (28 layers × 768 at base). Each preset keeps Avey-B's width and
-28/30 of its depth (base 28, mini 15, tiny 4), and sets ``intermediate_size`` so that the
+28/30 of its depth (base 28, mini 15, micro 7, tiny 4), and sets ``intermediate_size`` so that the
 SwiGLU width (``ffn_size``) brings the non-embedding parameters to Avey-B's: 920 at base
 (published NeoBERT: 2048), 488 at mini, 64 at tiny. ``NeoBERTConfig()`` with no arguments
 is the published model.
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from aveyb.baselines._common import context_length, merged, width
 
-LAYERS = {"tiny": 4, "mini": 15, "base": 28}
-# Nominal sizes whose 2/3 (rounded up to 8) is the SwiGLU width: 96 -> 64, 732 -> 488, 1380 -> 920.
-INTERMEDIATE = {"tiny": 96, "mini": 732, "base": 1380}
+LAYERS = {"tiny": 4, "micro": 7, "mini": 15, "base": 28}
+# Nominal sizes whose 2/3 (rounded up to 8) is the SwiGLU width: 96 -> 64, 204 -> 136, 732 -> 488,
+# 1380 -> 920.
+INTERMEDIATE = {"tiny": 96, "micro": 204, "mini": 732, "base": 1380}
 
 
 def presets() -> dict:
