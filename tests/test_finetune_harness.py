@@ -254,8 +254,13 @@ def _local(tmp_path, name, rows, labels=None, files=("train", "validation", "tes
     ("news_cloze", [{"id": "r5", "context": "Paris is big", "question": "@placeholder is big",
                      "answers": {"text": ["Rome"], "answer_start": [0]}}], None,
      r"row 'r5' answer 'Rome' not found in field 'context'"),
-    ("news_cloze", [{"id": "r6", "context": "Paris", "question": "q"}], None, r"row 'r6' field 'answers'"),
-    ("trec_qc", [{"id": "r7", "label": "NUM"}], ["NUM"], r"row 'r7' field 'text' is missing"),
+    ("news_cloze", [{"id": "r6", "context": "Paris", "question": "q"}], None,
+     r"train.jsonl: no column 'answers' \(--answers-column\)"),
+    ("news_cloze", [{"id": "r6", "context": "Paris", "question": "q", "answers": None}], None,
+     r"row 'r6' field 'answers'"),
+    ("trec_qc", [{"id": "r7", "label": "NUM"}], ["NUM"], r"no text column .* name it with --text-column"),
+    ("trec_qc", [{"id": "r7", "label": "NUM", "text": None}, {"id": "r8", "label": "NUM", "text": "ok"}], ["NUM"],
+     r"row 'r7' field 'text' is missing"),
 ])
 def test_bad_input_is_a_clear_error(bert, tmp_path, name, rows, labels, match):
     data = _local(tmp_path, name, rows, labels)

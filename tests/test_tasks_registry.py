@@ -16,16 +16,16 @@ from aveyb.tasks.testing import fixture_loader
 HUB = Path(__file__).parent / "fixtures" / "tasks" / "hub"
 PAPER_TASKS = ["mnli", "qqp", "sst2", "conll2003", "ontonotes5", "uner_en", "squad", "squad_v2", "record",
                "msmarco", "nq", "mldr"]
-LOCAL_TASKS = ["pos_brown", "ner_wnut", "sentiment_rt", "trec_qc", "sms_spam", "paraphrase_bible", "news_retrieval",
-               "news_cloze"]
+SAMPLES = ["sentiment_rt-sample", "trec_qc-sample", "sms_spam-sample", "ner_wnut-sample", "paraphrase_bible-sample",
+           "news_retrieval-sample"]
 
 
 def load(name, **cfg):
     return get_task(name).load(LoadContext(config=FinetuneConfig(**cfg), load_split=fixture_loader(HUB)))
 
 
-def test_registry_covers_the_paper_and_local_tasks():
-    for name in PAPER_TASKS + LOCAL_TASKS + ["niah1", "niah2"]:
+def test_registry_covers_the_paper_tasks_and_the_samples():
+    for name in PAPER_TASKS + SAMPLES + ["niah1", "niah2"]:
         assert name in REGISTRY
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         get_task("nope")
@@ -115,7 +115,7 @@ def test_local_tasks_plain_and_gzip(tmp_path):
     _write_jsonl(folder / "validation.jsonl", rows[:2])
     _write_jsonl(folder / "test.jsonl", rows[2:4])
     (folder / "meta.json").write_text(json.dumps({"labels": ["negative", "positive"]}))
-    task = get_task("sentiment_rt")
+    task = get_task("sentiment_rt", tmp_path)  # found by its meta.json
     splits = task.load(LoadContext(data_dir=tmp_path, config=FinetuneConfig()))
     assert len(splits.train) == 6 and len(splits.validation) == 2 and len(splits.test) == 2
     assert task_labels(task, splits, tmp_path) == ["negative", "positive"]
@@ -132,7 +132,7 @@ def test_malformed_json_names_the_line(tmp_path):
     folder.mkdir(parents=True)
     (folder / "train.jsonl").write_text('{"id": "a", "text": "x", "label": "NUM"}\n{broken\n')
     with pytest.raises(TaskDataError, match="line 2 is not valid JSON"):
-        get_task("trec_qc").load(LoadContext(data_dir=tmp_path, config=FinetuneConfig()))
+        get_task("trec_qc", tmp_path).load(LoadContext(data_dir=tmp_path, config=FinetuneConfig()))
 
 
 @pytest.mark.parametrize("name", ["sentiment_rt", "trec_qc", "sms_spam", "ner_wnut", "paraphrase_bible",
@@ -152,7 +152,7 @@ def test_local_retrieval_queries_without_qrels(tmp_path):
         (folder / "qrels").mkdir(exist_ok=True)
         (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     with pytest.raises(TaskDataError, match="query 'q2' has no relevant document"):
-        get_task("news_retrieval").load(LoadContext(data_dir=tmp_path, config=FinetuneConfig()))
+        get_task("news_retrieval", tmp_path).load(LoadContext(data_dir=tmp_path, config=FinetuneConfig()))
 
 
 @pytest.mark.parametrize("kind", ["niah1", "niah2"])

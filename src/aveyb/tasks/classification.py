@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from aveyb.evaluation.metrics import classification_metrics
-from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.data import RowErrors
 from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.training import (
     encode_and_train,
@@ -21,24 +21,31 @@ from aveyb.tasks.training import (
 
 def encode(examples: list[dict], tokenizer, label2id: dict[str, int], max_length: int, append_eos: bool,
            where: str) -> list[dict]:
-    feats = []
+    feats, errors = [], RowErrors(where)
     for i, ex in enumerate(examples):
         rid = ex.get("id", i)
         pair = "text_a" in ex or "text_b" in ex
         keys = ("text_a", "text_b") if pair else ("text",)
-        for key in keys:
-            v = ex.get(key)
-            if not isinstance(v, str):
-                raise TaskDataError(f"{where}: row {rid!r} field {key!r} is missing or not a string")
-            if not v.strip():
-                raise TaskDataError(f"{where}: row {rid!r} field {key!r} is empty")
+        problems = [p for p in (_text_problem(key, ex.get(key)) for key in keys) if p]
         label = ex.get("label")
         if label not in label2id:
-            raise TaskDataError(f"{where}: row {rid!r} field 'label' = {label!r} is not in the label set "
-                                f"{list(label2id)}")
+            problems.append(f"field 'label' = {label!r} is not in the label set {list(label2id)}")
+        for problem in problems:
+            errors.add(rid, problem)
+        if problems:
+            continue
         ids = encode_text(tokenizer, ex[keys[0]], ex["text_b"] if pair else None, max_length, append_eos)
         feats.append({"input_ids": ids, "labels": label2id[label]})
+    errors.raise_if_any()
     return feats
+
+
+def _text_problem(key: str, value) -> str | None:
+    if not isinstance(value, str):
+        return f"field {key!r} is missing or not a string (allowed: a non-empty string)"
+    if not value.strip():
+        return f"field {key!r} is empty (allowed: a non-empty string)"
+    return None
 
 
 def evaluate(model, feats, labels, tokenizer, cfg, device, positive_label, desc) -> dict[str, float]:

@@ -95,11 +95,22 @@ def cmd_quickstart(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from aveyb.tasks.registry import REGISTRY
+    from aveyb.tasks.data import TaskDataError, resolve_data_dir
+    from aveyb.tasks.registry import REGISTRY, get_task
+    from aveyb.tasks.sources import task_folders
 
-    for name in sorted(REGISTRY):
-        t = REGISTRY[name]
-        print(f"{name:24s} {t.family:24s} {t.source:9s} {t.main_metric:16s} {t.description}")
+    root = resolve_data_dir(args.data_dir)
+    local = task_folders(root)
+    print(f"{'task':24s} {'family':24s} {'source':11s} {'main metric':16s} description")
+    for name in sorted(set(REGISTRY) | set(local)):
+        try:
+            t = REGISTRY[name] if name in REGISTRY else get_task(name, root)
+        except TaskDataError as err:  # one broken folder must not hide the others
+            print(f"{name:24s} {'?':24s} {'local':11s} {'?':16s} error: {str(err).splitlines()[0]}")
+            continue
+        print(f"{name:24s} {t.family:24s} {t.source:11s} {t.main_metric:16s} {t.description}")
+    if root is None:
+        print("(local tasks: give --data-dir or set AVEYB_DATA_DIR to list the task folders found there)")
     return 0
 
 
@@ -152,5 +163,9 @@ def add_parsers(sub) -> None:
                    help="override a fine-tuning option of the quickstart preset; repeatable")
     p.set_defaults(func=cmd_quickstart)
 
-    p = sub.add_parser("tasks", help="list the fine-tuning tasks")
+    p = sub.add_parser("tasks", help="list the fine-tuning tasks",
+                       description="List the built-in tasks (Hub, generated, bundled samples) and, with a data "
+                                   "directory, every task folder (one holding a meta.json) found in it.")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding tasks/<name>/ (default: $AVEYB_DATA_DIR); its task folders are listed too")
     p.set_defaults(func=cmd_tasks)

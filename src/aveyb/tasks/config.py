@@ -58,9 +58,23 @@ class FinetuneConfig:
     # data subsets (for quick runs); None = everything
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
-    split_seed: int = 42  # the 95/5 train/validation cut of Hub tasks
+    split_seed: int = 42  # the 95/5 train/validation cut of Hub tasks, and every split carved from train
     validation_fraction: float = 0.05
+    test_fraction: float = 0.1  # a task without a test split gets this share of train
     evaluate_test: bool = True
+    # own data (aveyb.tasks.sources): which column is what; None = the usual names
+    task_type: str | None = None  # a family (sequence_classification, ...) when the columns do not tell
+    text_columns: list[str] | None = None  # one column, or two for sentence pairs
+    label_column: str | None = None
+    tokens_column: str | None = None
+    tags_column: str | None = None
+    question_column: str | None = None
+    context_column: str | None = None
+    answers_column: str | None = None
+    dataset_config: str | None = None  # Hugging Face dataset config name
+    splits: dict[str, str] | None = None  # our split -> the dataset's split name
+    # checkpoints of the fine-tuning loop every N optimiser steps (0: none); removed once results.json exists
+    checkpoint_every: int = 500
     # token classification
     tc_decoding: str = "majority"
     # question answering
@@ -109,9 +123,14 @@ class FinetuneConfig:
                 raise ValueError(f"FinetuneConfig.{name}={getattr(self, name)!r}; choose one of {list(allowed)}")
 
         positive("lr")
+        self._validate_data_fields()
         positive("adam_eps")
         positive("epochs", allow_none=True)
-        for name in ("max_steps", "batch_size", "max_length", "max_train_examples", "max_eval_examples",
+        if self.max_steps is not None and not (isinstance(self.max_steps, int) and not isinstance(self.max_steps, bool)
+                                               and self.max_steps >= 0):
+            raise ValueError(f"FinetuneConfig.max_steps={self.max_steps!r} must be an integer >= 0 "
+                             "(0: evaluate without training)")
+        for name in ("batch_size", "max_length", "max_train_examples", "max_eval_examples",
                      "max_corpus_size"):
             positive(name, allow_none=True, integer=True)
         for name in ("grad_accumulation", "eval_batch_size", "doc_stride", "n_best", "max_answer_length",
@@ -123,8 +142,13 @@ class FinetuneConfig:
             raise ValueError(f"FinetuneConfig.weight_decay={self.weight_decay!r} must be >= 0")
         if not (0 <= self.warmup_ratio <= 1):
             raise ValueError(f"FinetuneConfig.warmup_ratio={self.warmup_ratio!r} must be in [0, 1]")
-        if not (0 < self.validation_fraction < 1):
-            raise ValueError(f"FinetuneConfig.validation_fraction={self.validation_fraction!r} must be in (0, 1)")
+        for name in ("validation_fraction", "test_fraction"):
+            if not (isinstance(getattr(self, name), (int, float)) and 0 < getattr(self, name) < 1):
+                raise ValueError(f"FinetuneConfig.{name}={getattr(self, name)!r} must be in (0, 1)")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
+                or self.checkpoint_every < 0:
+            raise ValueError(f"FinetuneConfig.checkpoint_every={self.checkpoint_every!r} must be an integer >= 0 "
+                             "(0: no checkpoints)")
         if self.max_grad_norm is not None:
             positive("max_grad_norm")
         choice("precision", PRECISIONS)
@@ -136,6 +160,36 @@ class FinetuneConfig:
             raise ValueError(f"FinetuneConfig.save_model={self.save_model!r} must be true or false")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"FinetuneConfig.seed={self.seed!r} must be an integer")  # noqa: TRY004
+
+    def _validate_data_fields(self) -> None:
+        for name in ("task_type", "label_column", "tokens_column", "tags_column", "question_column",
+                     "context_column", "answers_column", "dataset_config"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise ValueError(f"FinetuneConfig.{name}={value!r} must be a non-empty string or null")
+        if isinstance(self.text_columns, str):
+            self.text_columns = [self.text_columns]
+        if self.text_columns is not None:
+            cols = self.text_columns
+            if not (isinstance(cols, (list, tuple)) and 1 <= len(cols) <= 2 and all(isinstance(c, str) and c
+                                                                                   for c in cols)):
+                raise ValueError(f"FinetuneConfig.text_columns={cols!r} must be one column name, or two for "
+                                 "sentence pairs")
+            self.text_columns = list(cols)
+        if self.splits is not None:
+            allowed = ("train", "validation", "test")
+            if not (isinstance(self.splits, dict) and all(k in allowed and isinstance(v, str) and v
+                                                          for k, v in self.splits.items())):
+                raise ValueError(f"FinetuneConfig.splits={self.splits!r} must map {list(allowed)} to the "
+                                 "dataset's split names")
+        if self.task_type is not None:
+            from aveyb.tasks.sources import FAMILY_ALIASES
+
+            key = self.task_type.strip().lower().replace("-", "_")
+            if key not in FAMILY_ALIASES:
+                raise ValueError(f"FinetuneConfig.task_type={self.task_type!r}; choose one of "
+                                 "['sequence_classification', 'token_classification', 'question_answering', "
+                                 "'retrieval']")
 
     # ---- construction ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Reading task data: JSON Lines (plain or gzip), BEIR folders, the data directory, splits.
+"""Reading task data: JSON Lines, CSV, TSV and Parquet files (through ``datasets``), BEIR
+folders, the data directory, splits, and errors that list every bad row.
 
 Internal example formats (every task family converts its source rows into these):
 
@@ -29,6 +30,38 @@ class TaskDataError(ValueError):
     """Bad task data: the message names the file or task, the row and the field."""
 
 
+MAX_REPORTED_ROWS = 20
+
+
+class RowErrors:
+    """Every problem found in one file or split, raised together as one :class:`TaskDataError`
+    (the first ``MAX_REPORTED_ROWS``, then a count), so one run shows the user all they must fix."""
+
+    def __init__(self, where: str, limit: int = MAX_REPORTED_ROWS):
+        self.where, self.limit = where, limit
+        self.problems: list[str] = []
+
+    def add(self, row_id: Any, problem: str) -> None:
+        """``problem`` reads after the row: "field 'label' = None is missing (allowed: ...)"."""
+        self.problems.append(f"row {row_id!r} {problem}" if row_id is not None else problem)
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def message(self) -> str:
+        if len(self.problems) == 1:
+            return f"{self.where}: {self.problems[0]}"
+        shown = self.problems[: self.limit]
+        lines = [f"{self.where}: {len(self.problems)} bad rows:"] + [f"  {p}" for p in shown]
+        if len(self.problems) > self.limit:
+            lines.append(f"  ... and {len(self.problems) - self.limit} more")
+        return "\n".join(lines)
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise TaskDataError(self.message())
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     """``--data-dir`` if given, else ``$AVEYB_DATA_DIR``, else None."""
     value = data_dir or os.environ.get(DATA_DIR_ENV)
@@ -52,7 +85,8 @@ def open_text(path: str | os.PathLike):
 
 
 def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[dict[str, Any]]:
-    rows = []
+    """JSON Lines read line by line; every malformed line is reported, not only the first."""
+    rows, errors = [], RowErrors(str(path))
     with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -60,13 +94,91 @@ def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[dict[s
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise TaskDataError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from None
+                errors.add(None, f"line {lineno} is not valid JSON ({err.msg}): {line.strip()[:60]!r}")
+                continue
             if not isinstance(row, dict):
-                raise TaskDataError(f"{path}: line {lineno} is not a JSON object")
+                errors.add(None, f"line {lineno} is not a JSON object (allowed: one {{...}} object per line)")
+                continue
             rows.append(row)
             if limit is not None and len(rows) >= limit:
                 break
+    errors.raise_if_any()
     return rows
+
+
+# file suffix (before an optional .gz) -> the ``datasets`` packaged loader that reads it
+TABLE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "dev", "val"), "test": ("test",)}
+
+
+def table_format(path: str | os.PathLike) -> str | None:
+    name = Path(path).name.lower().removesuffix(".gz")
+    return next((fmt for suffix, fmt in TABLE_FORMATS.items() if name.endswith(suffix)), None)
+
+
+def find_split_file(folder: Path, split: str) -> Path | None:
+    """``<split>.<jsonl|json|csv|tsv|parquet>[.gz]`` in ``folder`` (``dev``/``valid`` for validation)."""
+    for stem in SPLIT_ALIASES[split]:
+        for suffix in TABLE_FORMATS:
+            for path in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix}.gz"):
+                if path.is_file():
+                    return path
+    return None
+
+
+def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a JSON Lines / JSON / CSV / TSV / Parquet file (optionally gzipped), read with
+    ``datasets``. JSON that ``datasets`` refuses is read again line by line, which names every
+    malformed line and accepts rows whose fields change type."""
+    path = Path(path)
+    fmt = table_format(path)
+    if fmt is None:
+        raise TaskDataError(f"{path}: unsupported file type; allowed: "
+                            f"{', '.join(TABLE_FORMATS)} (each optionally .gz)")
+    if not path.is_file():
+        raise TaskDataError(f"{path}: no such file")
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        if fmt == "json":
+            return read_jsonl(path)
+        raise TaskDataError(f"{path}: reading {fmt} files needs the 'datasets' package: "
+                            "pip install 'aveyb[data]'") from None
+    try:
+        return _read_with_datasets(path, fmt)
+    except Exception as err:
+        if fmt == "json":
+            return read_jsonl(path)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TaskDataError(f"{path}: could not be read as {fmt.upper()}: {first}") from None
+
+
+def _read_with_datasets(path: Path, fmt: str) -> list[dict[str, Any]]:
+    import csv as csv_module
+    import tempfile
+
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        # a throw-away cache: user files are read once, and nothing piles up in ~/.cache
+        with tempfile.TemporaryDirectory(prefix="aveyb-read-") as cache:
+            common = {"keep_in_memory": True, "cache_dir": cache}
+            if fmt == "json":
+                ds = datasets.Dataset.from_json(str(path), **common)
+            elif fmt == "parquet":
+                ds = datasets.Dataset.from_parquet(str(path), **common)
+            else:  # keep "NA"/"null" texts as text; in TSV quotes are ordinary characters
+                extra = {"sep": "\t", "quoting": csv_module.QUOTE_NONE} if fmt == "tsv" else {}
+                ds = datasets.Dataset.from_csv(str(path), keep_default_na=False, na_values=[""], **extra, **common)
+            return ds.to_list()
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+        datasets.logging.set_verbosity(verbosity)
 
 
 def read_qrels_tsv(path: str | os.PathLike) -> dict[str, dict[str, int]]:

@@ -32,6 +32,10 @@ class HubUnavailableError(RuntimeError):
     """A Hub dataset could not be loaded (offline, missing, or no ``datasets`` package)."""
 
 
+class MissingSplitError(HubUnavailableError):
+    """The dataset loaded but has no split of the requested name."""
+
+
 def hub_load_split(path: str, name: str | None, split: str):
     """``datasets.load_dataset(path, name, split=split)`` with a clear error when offline."""
     try:
@@ -40,6 +44,13 @@ def hub_load_split(path: str, name: str | None, split: str):
         raise HubUnavailableError("Hub tasks need the 'datasets' package: pip install 'aveyb[data]'") from err
     try:
         return datasets.load_dataset(path, name, split=split)
+    except ValueError as err:
+        if "Unknown split" in str(err):
+            raise MissingSplitError(f"{path!r} (config {name!r}) has no split {split!r}: {err}") from err
+        raise HubUnavailableError(
+            f"could not load {path!r} (config {name!r}, split {split!r}) from the Hugging Face Hub: {err}. "
+            "Without internet use a local task (--data-dir / AVEYB_DATA_DIR) or pre-download the dataset."
+        ) from err
     except Exception as err:
         raise HubUnavailableError(
             f"could not load {path!r} (config {name!r}, split {split!r}) from the Hugging Face Hub: {err}. "

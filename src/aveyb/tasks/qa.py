@@ -20,7 +20,7 @@ from functools import partial
 import torch
 
 from aveyb.evaluation.metrics import paper_qa_f1, squad_metrics
-from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.data import RowErrors
 from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.training import (
     TaskError,
@@ -35,31 +35,41 @@ from aveyb.tasks.training import (
 
 
 def check_examples(examples: list[dict], where: str, v2: bool) -> None:
+    """Every malformed example of a split, reported together (see :class:`RowErrors`)."""
+    errors = RowErrors(where)
     for i, ex in enumerate(examples):
-        rid = ex.get("id", i)
-        for key in ("context", "question"):
-            v = ex.get(key)
-            if not isinstance(v, str):
-                raise TaskDataError(f"{where}: row {rid!r} field {key!r} is missing or not a string")
-            if not v.strip():
-                raise TaskDataError(f"{where}: row {rid!r} field {key!r} is empty")
-        ans = ex.get("answers")
-        if not isinstance(ans, dict) or "text" not in ans or "answer_start" not in ans:
-            raise TaskDataError(f"{where}: row {rid!r} field 'answers' needs 'text' and 'answer_start' lists")
-        if len(ans["text"]) == 1 and len(ans["answer_start"]) > 1:  # one entity, every occurrence (news_cloze)
-            ex["answers"] = ans = {"text": list(ans["text"]) * len(ans["answer_start"]),
-                                   "answer_start": list(ans["answer_start"])}
-        if len(ans["text"]) != len(ans["answer_start"]):
-            raise TaskDataError(f"{where}: row {rid!r} field 'answers' has {len(ans['text'])} texts but "
-                                f"{len(ans['answer_start'])} starts")
-        if not ans["text"] and not v2:
-            raise TaskDataError(f"{where}: row {rid!r} has no answer (only SQuAD v2-style tasks allow that)")
-        for text, start in zip(ans["text"], ans["answer_start"]):
-            if not text:
-                raise TaskDataError(f"{where}: row {rid!r} field 'answers.text' holds an empty answer")
-            if ex["context"][start:start + len(text)] != text:
-                raise TaskDataError(f"{where}: row {rid!r} answer {text!r} not found in field 'context' at "
-                                    f"answer_start {start}")
+        problem = _example_problem(ex, v2)
+        if problem:
+            errors.add(ex.get("id", i), problem)
+    errors.raise_if_any()
+
+
+def _example_problem(ex: dict, v2: bool) -> str | None:
+    """What is wrong with one QA example (None: nothing); normalises one-text-many-starts answers."""
+    for key in ("context", "question"):
+        v = ex.get(key)
+        if not isinstance(v, str):
+            return f"field {key!r} = {str(v)[:40]!r} is missing or not a string (allowed: a non-empty string)"
+        if not v.strip():
+            return f"field {key!r} is empty (allowed: a non-empty string)"
+    ans = ex.get("answers")
+    if not isinstance(ans, dict) or not isinstance(ans.get("text"), list) or not isinstance(ans.get("answer_start"),
+                                                                                              list):
+        return (f"field 'answers' = {str(ans)[:60]!r} (allowed: {{\"text\": [answer, ...], \"answer_start\": "
+                "[char offset, ...]}}, empty lists for no answer)")
+    if len(ans["text"]) == 1 and len(ans["answer_start"]) > 1:  # one entity, every occurrence (news_cloze)
+        ex["answers"] = ans = {"text": list(ans["text"]) * len(ans["answer_start"]),
+                               "answer_start": list(ans["answer_start"])}
+    if len(ans["text"]) != len(ans["answer_start"]):
+        return f"field 'answers' has {len(ans['text'])} texts but {len(ans['answer_start'])} starts"
+    if not ans["text"] and not v2:
+        return "has no answer (only SQuAD v2-style tasks allow that)"
+    for text, start in zip(ans["text"], ans["answer_start"]):
+        if not isinstance(text, str) or not text:
+            return "field 'answers.text' holds an empty answer (allowed: a non-empty string)"
+        if not isinstance(start, int) or ex["context"][start:start + len(text)] != text:
+            return f"answer {text!r} not found in field 'context' at answer_start {start!r}"
+    return None
 
 
 def gold_spans(ex: dict) -> list[tuple[int, int]]:

@@ -4,87 +4,41 @@
   ``ontonotes5``, ``uner_en``, ``squad``, ``squad_v2``, ``record``, ``msmarco``, ``nq``, ``mldr``.
   Protocol: the Hub train split is cut 95/5 (seed 42) into train/validation; the public
   validation split is the test set.
-* Local tasks (``--data-dir`` / ``AVEYB_DATA_DIR``, folder ``tasks/<name>``), by folder name:
-  their own train/validation/test files.
-* Package samples (``<name>-sample``): a few hundred rows shipped with aveyb for the quickstart.
+* Local tasks: every folder with a ``meta.json`` in the data directory (``--data-dir`` /
+  ``AVEYB_DATA_DIR``, ``<dir>/tasks/<name>`` or ``<dir>/<name>``), by folder name, with their
+  own train/validation/test files (:mod:`aveyb.tasks.sources`).
+* Package samples (``<name>-sample``): every folder of ``aveyb/resources/tasks``, a few hundred
+  rows shipped with aveyb for the quickstart.
 * Generated: ``niah1``, ``niah2`` (needle in a haystack; length from ``niah_length``).
+* Anything else :func:`get_task` is given: a folder, a file or a Hugging Face dataset id.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from aveyb.tasks import hub
 from aveyb.tasks.data import (
     RetrievalData,
+    RowErrors,
     TaskDataError,
-    find_file,
-    read_beir_corpus,
-    read_beir_queries,
-    read_jsonl,
-    read_qrels_tsv,
+    resolve_data_dir,
     split_train_validation,
-    subsample,
+    table_format,
 )
+from aveyb.tasks.sources import (
+    PACKAGE_TASKS,
+    file_task,
+    folder_task,
+    hub_task,
+    local_folder,
+    read_meta,
+    task_folders,
+)
+from aveyb.tasks.task import FAMILIES, LoadContext, Task, TaskSplits
 
-FAMILIES = ("sequence_classification", "token_classification", "question_answering", "retrieval")
-
-
-@dataclass
-class TaskSplits:
-    train: Any            # list of examples; for retrieval a list of (query, positive) pairs
-    validation: Any       # list of examples; for retrieval a RetrievalData
-    test: Any | None      # same as validation (None: no test split)
-
-
-@dataclass
-class Task:
-    name: str
-    family: str
-    loader: Callable[[LoadContext], TaskSplits]
-    labels: list[str] | None = None
-    main_metric: str = "accuracy"        # chosen on validation by sweeps; also the table's cell
-    source: str = "hub"                   # hub | local | package | generated
-    description: str = ""
-    options: dict[str, Any] = field(default_factory=dict)  # metric options (positive_label, bio, v2)
-
-    def load(self, ctx: LoadContext) -> TaskSplits:
-        splits = self.loader(ctx)
-        if self.family != "retrieval":
-            cap_train = ctx.config.max_train_examples if ctx.config else None
-            cap_eval = ctx.config.max_eval_examples if ctx.config else None
-            seed = ctx.config.split_seed if ctx.config else 0
-            splits.train = subsample(splits.train, cap_train, seed)
-            splits.validation = subsample(splits.validation, cap_eval, seed)
-            if splits.test is not None:
-                splits.test = subsample(splits.test, cap_eval, seed)
-        else:
-            cap_train = ctx.config.max_train_examples if ctx.config else None
-            splits.train = subsample(splits.train, cap_train, ctx.config.split_seed if ctx.config else 0)
-            if ctx.config and ctx.config.max_eval_examples:
-                splits.validation = _cap_queries(splits.validation, ctx.config.max_eval_examples)
-                if splits.test is not None:
-                    splits.test = _cap_queries(splits.test, ctx.config.max_eval_examples)
-        return splits
-
-
-@dataclass
-class LoadContext:
-    data_dir: Path | None = None
-    config: Any = None  # FinetuneConfig
-    load_split: hub.LoadSplit = hub.hub_load_split
-
-
-def _cap_queries(data: RetrievalData, n: int) -> RetrievalData:
-    keep = sorted(data.queries)[:n] if len(data.queries) > n else sorted(data.queries)
-    return RetrievalData(corpus=data.corpus, queries={q: data.queries[q] for q in keep},
-                         qrels={q: data.qrels[q] for q in keep}, train_pairs=data.train_pairs)
-
+__all__ = ["FAMILIES", "REGISTRY", "LoadContext", "Task", "TaskSplits", "get_task", "list_tasks", "read_meta",
+           "register", "task_labels"]
 
 REGISTRY: dict[str, Task] = {}
 
@@ -101,11 +55,15 @@ def _cfg(ctx, name, default):
     return getattr(ctx.config, name, default) if ctx.config is not None else default
 
 
+def _carved_note(ctx) -> dict[str, str]:
+    return {"validation": f"{_cfg(ctx, 'validation_fraction', 0.05) * 100:g}% of train, seed {_cfg(ctx, 'split_seed', 42)}"}
+
+
 def _hub_split_protocol(ctx: LoadContext, convert, path, name, train_split="train", test_split="validation"):
     train = convert(ctx.load_split(path, name, train_split))
     test = convert(ctx.load_split(path, name, test_split))
     tr, va = split_train_validation(train, _cfg(ctx, "validation_fraction", 0.05), _cfg(ctx, "split_seed", 42))
-    return TaskSplits(tr, va, test)
+    return TaskSplits(tr, va, test, _carved_note(ctx))
 
 
 def _glue(config, test_split="validation"):
@@ -177,7 +135,7 @@ def _beir(dataset, qrels_split):
                              ctx.load_split(f"BeIR/{dataset}", "queries", "queries"),
                              ctx.load_split(f"BeIR/{dataset}-qrels", None, qrels_split),
                              f"BeIR/{dataset}", _cfg(ctx, "max_corpus_size", None), _cfg(ctx, "seed", 0))
-        return TaskSplits(train, val, test)
+        return TaskSplits(train, val, test, _carved_note(ctx))
     return load
 
 
@@ -185,7 +143,7 @@ def _mldr(ctx):
     train, val = _msmarco_train(ctx)
     test = hub.mldr_data(ctx.load_split("Shitao/MLDR", "en", "test"), ctx.load_split("Shitao/MLDR", "corpus-en", "corpus"),
                          max_corpus_size=_cfg(ctx, "max_corpus_size", None), seed=_cfg(ctx, "seed", 0))
-    return TaskSplits(train, val, test)
+    return TaskSplits(train, val, test, _carved_note(ctx))
 
 
 register(Task("msmarco", "retrieval", _beir("msmarco", "validation"), None, "ndcg@10",
@@ -204,7 +162,7 @@ def _niah(kind):
         train = generate(kind, length, _cfg(ctx, "niah_train_size", 10000), seed)
         test = generate(kind, length, _cfg(ctx, "niah_test_size", 1000), seed, test=True)
         tr, va = split_train_validation(train, _cfg(ctx, "validation_fraction", 0.05), _cfg(ctx, "split_seed", 42))
-        return TaskSplits(tr, va, test)
+        return TaskSplits(tr, va, test, _carved_note(ctx))
     return load
 
 
@@ -214,128 +172,76 @@ register(Task("niah2", "question_answering", _niah("niah2"), None, "paper_f1", s
               description="needle in a haystack: n-th special 7-digit number"))
 
 
-# ---- local tasks (shared data layout) -------------------------------------------------------
-LOCAL_TASKS = {
-    # name: (family, main metric, metric options)
-    "pos_brown": ("token_classification", "token_accuracy", {"bio": False}),
-    "ner_wnut": ("token_classification", "paper_macro_f1", {"bio": True}),
-    "sentiment_rt": ("sequence_classification", "accuracy", {}),
-    "trec_qc": ("sequence_classification", "accuracy", {}),
-    "sms_spam": ("sequence_classification", "accuracy", {"positive_label": "spam"}),
-    "paraphrase_bible": ("sequence_classification", "accuracy", {"positive_label": "paraphrase"}),
-    "news_retrieval": ("retrieval", "ndcg@10", {}),
-    "news_cloze": ("question_answering", "paper_f1", {}),
-}
-
+# ---- package samples and local folders --------------------------------------------------------
 SAMPLE_SUFFIX = "-sample"
-SAMPLED_TASKS = ("sentiment_rt", "trec_qc", "sms_spam", "ner_wnut", "paraphrase_bible", "news_retrieval")
 
 
-def local_task_dir(name: str, data_dir: Path | None) -> Path:
-    if name.endswith(SAMPLE_SUFFIX):
-        folder = resources.files("aveyb") / "resources" / "tasks" / name[: -len(SAMPLE_SUFFIX)]
-        return Path(str(folder))
-    if data_dir is None:
-        raise TaskDataError(
-            f"task {name!r} is a local task: give --data-dir or set AVEYB_DATA_DIR to the folder holding "
-            f"tasks/{name}/ (or use the bundled sample {name + SAMPLE_SUFFIX!r})"
-        )
-    for folder in (data_dir / "tasks" / name, data_dir / name):
-        if folder.is_dir():
-            return folder
-    raise TaskDataError(f"task {name!r}: no folder {data_dir / 'tasks' / name}")
+def _register_package_samples() -> None:
+    for name, folder in task_folders(PACKAGE_TASKS).items():
+        register(folder_task(folder, name + SAMPLE_SUFFIX, source="package"))
 
 
-def read_meta(folder: Path) -> dict:
-    path = folder / "meta.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+_register_package_samples()
 
 
-def _local_rows(folder: Path, split: str, required: bool = True) -> list[dict] | None:
-    path = find_file(folder, split)
-    if path is None:
-        if required:
-            raise TaskDataError(f"{folder}: no {split}.jsonl or {split}.jsonl.gz")
-        return None
-    return read_jsonl(path)
+def get_task(name: str, data_dir: str | Path | None = None, config=None, load_split=None) -> Task:
+    """The task called ``name``: a built-in one, else a folder or file at that path, else a folder
+    of the data directory (``data_dir`` or ``$AVEYB_DATA_DIR``), else a Hub dataset id (``org/name``).
+    ``config`` (a FinetuneConfig) names the columns and the task type of own data."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_dir():
+            return folder_task(path, path.resolve().name, source="local", cfg=config)
+        return file_task(path, config)
+    root = resolve_data_dir(data_dir)
+    folder = local_folder(name, root)
+    if folder is not None:
+        return folder_task(folder, name, source="local", cfg=config)
+    if table_format(name) is not None or name.startswith((".", "/", "~")):
+        raise TaskDataError(f"task {name!r}: no such file or folder")
+    if "/" in name:
+        return hub_task(name, config, load_split or hub.hub_load_split)
+    raise TaskDataError(_unknown_task_message(name, root))
 
 
-def _local_loader(name: str):
-    family = LOCAL_TASKS[name.removesuffix(SAMPLE_SUFFIX)][0]
-
-    def load(ctx: LoadContext) -> TaskSplits:
-        folder = local_task_dir(name, ctx.data_dir)
-        if family == "retrieval":
-            return _local_retrieval(folder)
-        train = _local_rows(folder, "train")
-        val = _local_rows(folder, "validation", required=False)
-        test = _local_rows(folder, "test", required=False)
-        if val is None:
-            train, val = split_train_validation(train, _cfg(ctx, "validation_fraction", 0.05), _cfg(ctx, "split_seed", 42))
-        return TaskSplits(train, val, test)
-    return load
-
-
-def _local_retrieval(folder: Path) -> TaskSplits:
-    corpus_path = find_file(folder, "corpus")
-    if corpus_path is None:
-        raise TaskDataError(f"{folder}: no corpus.jsonl(.gz)")
-    corpus = read_beir_corpus(read_jsonl(corpus_path), str(corpus_path))
-
-    def split(name):
-        qpath = find_file(folder / "queries", name)
-        rpath = folder / "qrels" / f"{name}.tsv"
-        if qpath is None or not rpath.is_file():
-            return None
-        queries = read_beir_queries(read_jsonl(qpath), str(qpath))
-        qrels = read_qrels_tsv(rpath)
-        return RetrievalData(corpus=corpus, queries=queries, qrels=qrels)
-
-    train = split("train")
-    if train is None:
-        raise TaskDataError(f"{folder}: retrieval needs queries/train.jsonl and qrels/train.tsv")
-    train.check(f"{folder} (train)")
-    pairs = [(train.queries[q], corpus[d]) for q in sorted(train.queries)
-             for d, s in sorted(train.qrels[q].items()) if s > 0]
-    val, test = split("validation"), split("test")
-    for data, nm in ((val, "validation"), (test, "test")):
-        if data is not None:
-            data.check(f"{folder} ({nm})")
-    if val is None:
-        raise TaskDataError(f"{folder}: retrieval needs queries/validation.jsonl and qrels/validation.tsv")
-    return TaskSplits(pairs, val, test)
+def _unknown_task_message(name: str, root: Path | None) -> str:
+    lines = [f"unknown task {name!r}."]
+    if root is None:
+        lines.append("Local tasks need --data-dir or $AVEYB_DATA_DIR (the folder holding tasks/<name>/).")
+    else:
+        local = sorted(task_folders(root))
+        lines.append(f"Local tasks in {root}: {', '.join(local) or 'none'}.")
+    if name + SAMPLE_SUFFIX in REGISTRY:
+        lines.append(f"A bundled sample of it is {name + SAMPLE_SUFFIX!r}.")
+    lines.append(f"Built-in tasks: {', '.join(sorted(REGISTRY))}.")
+    lines.append("Or give a folder (train/validation/test files + meta.json), a file (.jsonl, .csv, .tsv, "
+                 ".parquet) or a Hugging Face dataset id (org/name).")
+    return " ".join(lines)
 
 
-for _name, (_family, _metric, _opts) in LOCAL_TASKS.items():
-    _variants = [(_name, "local")] + ([(_name + SAMPLE_SUFFIX, "package")] if _name in SAMPLED_TASKS else [])
-    for _full, _source in _variants:
-        register(Task(_full, _family, _local_loader(_full), None, _metric, source=_source, options=dict(_opts),
-                      description=f"{'bundled sample of ' if _source == 'package' else 'local task '}{_name}"))
-
-
-def get_task(name: str) -> Task:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def task_labels(task: Task, splits: TaskSplits, data_dir: Path | None) -> list[str] | None:
-    """The label set: the task's fixed list, else meta.json's ``labels``, else the sorted train labels."""
+def task_labels(task: Task, splits: TaskSplits, data_dir: Path | None = None) -> list[str] | None:
+    """The label set: the task's fixed list (built-in, or meta.json's ``labels``), else the sorted
+    train labels. A train row without a label is an error naming the row."""
     if task.family not in ("sequence_classification", "token_classification"):
         return None
     if task.labels:
         return list(task.labels)
-    if task.source in ("local", "package"):
-        meta = read_meta(local_task_dir(task.name, data_dir))
-        if meta.get("labels"):
-            return list(meta["labels"])
     key = "label" if task.family == "sequence_classification" else "tags"
-    seen = set()
-    for ex in splits.train:
-        v = ex.get(key)
-        seen.update(v if isinstance(v, list) else [v])
-    return sorted(seen)
+    errors, seen = RowErrors(f"{task.name}/train"), set()
+    for n, ex in enumerate(splits.train, 1):
+        value = ex.get(key)
+        values = value if isinstance(value, list) else [value]
+        if value is None or any(v is None for v in values):
+            errors.add(ex.get("id", n), f"field {key!r} is missing (allowed: a label for every "
+                                        f"{'row' if key == 'label' else 'token'})")
+        else:
+            seen.update(values)
+    errors.raise_if_any()
+    return sorted(seen, key=str)
 
 
-def list_tasks() -> list[str]:
-    return sorted(REGISTRY)
+def list_tasks(data_dir: str | Path | None = None) -> list[str]:
+    """Built-in tasks and the task folders of the data directory."""
+    return sorted(set(REGISTRY) | set(task_folders(resolve_data_dir(data_dir))))

@@ -92,19 +92,20 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
 
     out_dir = Path(output_dir)
     existing = load_results(out_dir)
-    spec = get_task(task)
+    ddir = resolve_data_dir(data_dir)
+    # a built-in name, a folder or file, a data-directory folder or a Hub id; records carry spec.name
+    spec = get_task(task, ddir, config, load_split)
     cfg = (config or FinetuneConfig()).resolved(spec.family)
     if existing is not None and not force:
-        log(f"[aveyb] {out_dir / RESULTS_FILE} exists: skipping {task} (use --force to re-run)")
+        log(f"[aveyb] {out_dir / RESULTS_FILE} exists: skipping {spec.name} (use --force to re-run)")
         stored = {k: v for k, v in existing.get("config", {}).items() if k not in _NOT_COMPARED}
         wanted = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_COMPARED}
         changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
-        if changed or existing.get("task") != task:
+        if changed or existing.get("task") != spec.name:
             log(f"[aveyb] warning: the stored run differs from this request in {changed or ['task']}; "
                 "its results are kept (use --force or another --output-dir)")
         return existing
     set_seed(cfg.seed)
-    ddir = resolve_data_dir(data_dir)
     ctx = LoadContext(data_dir=ddir, config=cfg)
     if load_split is not None:
         ctx.load_split = load_split
@@ -118,7 +119,7 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
     metrics = family.run(spec, splits, labels, str(model), cfg, device, save_dir=save_dir)
     elapsed = time.time() - started
     record = {
-        "task": task,
+        "task": spec.name,
         "model": str(model),
         "family": spec.family,
         "main_metric": spec.main_metric,
@@ -131,10 +132,11 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
         "device": str(device),
         "versions": _versions(),
         "labels": labels,
+        "splits_carved": splits.carved,
         "model_dir": MODEL_DIR if save_dir is not None else None,
         "config": cfg.to_dict(),
     }
     write_json_atomic(out_dir / RESULTS_FILE, record)
-    log(f"[aveyb] {task}: " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
+    log(f"[aveyb] {spec.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
                                           if k.startswith(("validation/", "test/"))))
     return record

@@ -8,7 +8,7 @@ from collections import Counter
 from functools import partial
 
 from aveyb.evaluation.metrics import token_classification_metrics
-from aveyb.tasks.data import TaskDataError
+from aveyb.tasks.data import RowErrors
 from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.training import (
     encode_and_train,
@@ -55,22 +55,15 @@ def word_alignment(tokenizer, words: list[str], max_length: int, append_eos: boo
 
 
 def encode(examples, tokenizer, label2id, max_length, append_eos, decoding, where) -> list[dict]:
-    feats = []
+    feats, errors = [], RowErrors(where)
     for i, ex in enumerate(examples):
         rid = ex.get("id", i)
         words, tags = ex.get("tokens"), ex.get("tags")
-        if not isinstance(words, list) or not isinstance(tags, list):
-            raise TaskDataError(f"{where}: row {rid!r} needs list fields 'tokens' and 'tags'")
-        if not words:
-            raise TaskDataError(f"{where}: row {rid!r} field 'tokens' is empty")
-        if len(words) != len(tags):
-            raise TaskDataError(f"{where}: row {rid!r} has {len(words)} tokens but {len(tags)} tags")
-        for j, (w, t) in enumerate(zip(words, tags)):
-            if not isinstance(w, str) or not w.strip():
-                raise TaskDataError(f"{where}: row {rid!r} field 'tokens'[{j}] is empty")
-            if t not in label2id:
-                raise TaskDataError(f"{where}: row {rid!r} field 'tags'[{j}] = {t!r} is not in the label set "
-                                    f"{list(label2id)}")
+        problems = _row_problems(words, tags, label2id)
+        for problem in problems:
+            errors.add(rid, problem)
+        if problems:
+            continue
         ids, word_of = word_alignment(tokenizer, words, max_length, append_eos)
         labels, seen = [], set()
         for w in word_of:
@@ -82,7 +75,24 @@ def encode(examples, tokenizer, label2id, max_length, append_eos, decoding, wher
                 seen.add(w)
         feats.append({"input_ids": ids, "labels": labels, "word_of": word_of, "n_words": len(words),
                       "gold": [label2id[t] for t in tags]})
+    errors.raise_if_any()
     return feats
+
+
+def _row_problems(words, tags, label2id) -> list[str]:
+    if not isinstance(words, list) or not isinstance(tags, list):
+        return ["needs list fields 'tokens' and 'tags' (allowed: one tag per token)"]
+    if not words:
+        return ["field 'tokens' is empty (allowed: a non-empty list of words)"]
+    if len(words) != len(tags):
+        return [f"has {len(words)} tokens but {len(tags)} tags (allowed: one tag per token)"]
+    problems = []
+    for j, (w, t) in enumerate(zip(words, tags)):
+        if not isinstance(w, str) or not w.strip():
+            problems.append(f"field 'tokens'[{j}] is empty (allowed: a non-empty string)")
+        if t not in label2id:
+            problems.append(f"field 'tags'[{j}] = {t!r} is not in the label set {list(label2id)}")
+    return problems
 
 
 def decode_words(token_preds: list[int], word_of: list[int | None], n_words: int, decoding: str,

@@ -188,7 +188,7 @@ def make_scheduler(optimizer, total_steps: int, cfg: FinetuneConfig):
 
 
 def total_steps(cfg: FinetuneConfig, n_examples: int) -> int:
-    if cfg.max_steps:
+    if cfg.max_steps is not None:  # 0: evaluate only
         return cfg.max_steps
     return max(1, math.ceil((cfg.epochs or 1.0) * n_examples / cfg.batch_size))
 
