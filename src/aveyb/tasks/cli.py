@@ -18,7 +18,50 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                    help="override any fine-tuning option (value parsed as YAML); repeatable")
     p.add_argument("--data-dir", default=None, help="folder holding tasks/<name>/ (default: $AVEYB_DATA_DIR)")
-    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps (overrides epochs)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="optimiser steps (overrides epochs); 0 evaluates the model without training")
+    _add_data_flags(p)
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "own data", "with --task a folder, a file (.jsonl, .csv, .tsv, .parquet) or a Hugging Face dataset id: "
+                    "which column is what (default: the usual names: text, label, tokens, tags, question, "
+                    "context, answers)")
+    g.add_argument("--task-type", default=None,
+                   help="sequence_classification, token_classification, question_answering or retrieval; "
+                        "needed only when the columns do not tell")
+    g.add_argument("--text-column", dest="text_columns", action="append", default=None, metavar="NAME",
+                   help="the text column; give it twice for sentence pairs")
+    g.add_argument("--label-column", default=None, metavar="NAME", help="the class label column")
+    g.add_argument("--tokens-column", default=None, metavar="NAME", help="the word list column (token tagging)")
+    g.add_argument("--tags-column", default=None, metavar="NAME", help="the tag list column (token tagging)")
+    g.add_argument("--question-column", default=None, metavar="NAME", help="the question column (QA)")
+    g.add_argument("--context-column", default=None, metavar="NAME", help="the passage column (QA)")
+    g.add_argument("--answers-column", default=None, metavar="NAME",
+                   help='the answers column (QA): {"text": [...], "answer_start": [...]}')
+    g.add_argument("--dataset-config", default=None, metavar="NAME", help="the Hugging Face dataset's config name")
+    g.add_argument("--split", dest="split_map", action="append", default=None, metavar="OURS=THEIRS,...",
+                   help="the dataset's split names, e.g. train=train,validation=dev,test=test; a split left out "
+                        "is cut from train")
+
+
+DATA_FLAGS = ("task_type", "text_columns", "label_column", "tokens_column", "tags_column", "question_column",
+              "context_column", "answers_column", "dataset_config")
+
+
+def parse_split_map(items: list[str] | None) -> dict[str, str] | None:
+    """``["train=train,validation=dev"]`` -> ``{"train": "train", "validation": "dev"}``."""
+    if not items:
+        return None
+    mapping = {}
+    for part in (p.strip() for item in items for p in item.split(",")):
+        ours, sep, theirs = part.partition("=")
+        if not sep or ours.strip() not in ("train", "validation", "test") or not theirs.strip():
+            raise ValueError(f"--split {part!r}: expected OURS=THEIRS with OURS one of train, validation, test "
+                             "(e.g. --split train=train,validation=dev,test=test)")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
 
 
 def _config(args, **extra):
@@ -27,8 +70,20 @@ def _config(args, **extra):
     overrides = parse_set_items(args.overrides)
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps
+    for name in DATA_FLAGS:
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    split_map = parse_split_map(getattr(args, "split_map", None))
+    if split_map is not None:
+        overrides["splits"] = split_map
     overrides.update({k: v for k, v in extra.items() if v is not None})
     return build_config(args.preset, overrides)
+
+
+def _error(command: str, err: BaseException) -> int:
+    """A user error as one message on stderr (no traceback): exit status 2."""
+    print(f"aveyb {command}: error: {err}", file=sys.stderr)
+    return 2
 
 
 def _sweep_settings(args) -> tuple[list[float], list[int]]:
@@ -46,12 +101,11 @@ def cmd_finetune(args) -> int:
     from aveyb.tasks.runner import run_finetune
     from aveyb.tasks.training import TaskError
 
-    cfg = _config(args, lr=args.lr, seed=args.seed, save_model=False if args.no_save else None)
     try:
+        cfg = _config(args, lr=args.lr, seed=args.seed, save_model=False if args.no_save else None)
         run_finetune(args.model, args.task, args.output_dir, cfg, data_dir=args.data_dir, force=args.force)
-    except (TaskDataError, TaskError, HubUnavailableError) as err:  # user errors: a message, exit status 2
-        print(f"aveyb finetune: error: {err}", file=sys.stderr)
-        return 2
+    except (TaskDataError, TaskError, HubUnavailableError, ValueError) as err:  # --set, --preset, --task, data
+        return _error("finetune", err)
     return 0
 
 
@@ -59,8 +113,11 @@ def cmd_sweep(args) -> int:
     from aveyb.evaluation.report import write_report
     from aveyb.evaluation.sweep import run_sweep, sweep_grid
 
-    cfg = _config(args)
-    lrs, seeds = _sweep_settings(args)
+    try:
+        cfg = _config(args)
+        lrs, seeds = _sweep_settings(args)
+    except ValueError as err:
+        return _error("sweep", err)
     grid = sweep_grid(args.models, args.tasks, lrs, seeds)
     print(f"[aveyb sweep] {len(grid)} runs: {len(args.models)} model(s) x {len(args.tasks)} task(s) x "
           f"{len(lrs)} lr x {len(seeds)} seed(s) -> {args.output_dir}")
@@ -119,10 +176,13 @@ def add_parsers(sub) -> None:
                        description="Fine-tune a model (path or Hub id) on a task; writes OUTPUT_DIR/results.json. "
                                    "A finished run is skipped unless --force.")
     p.add_argument("--model", required=True, help="save_pretrained folder or Hugging Face id")
-    p.add_argument("--task", required=True, help="task name (see `aveyb tasks`)")
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--task", required=True,
+                   help="a task name (see aveyb tasks), a folder (train/validation/test files + meta.json, or "
+                        "BEIR), a file (.jsonl, .csv, .tsv, .parquet) or a Hugging Face dataset id")
+    p.add_argument("--output-dir", required=True,
+                   help="run folder: results.json, the fine-tuned model (model/), checkpoints while it runs")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's, else 6e-5)")
+    p.add_argument("--seed", type=int, default=None, help="random seed of the head, data order and dropout (default 0)")
     p.add_argument("--force", action="store_true", help="re-run even if results.json exists")
     p.add_argument("--no-save", action="store_true",
                    help="do not save the fine-tuned model (default: save_pretrained to OUTPUT_DIR/model)")
@@ -133,31 +193,32 @@ def add_parsers(sub) -> None:
                        description="Runs OUTPUT_DIR/<model>/<task>/lr<lr>/seed<seed>; finished runs are skipped "
                                    "(resume by re-running). Best lr chosen on validation; median over seeds.")
     p.add_argument("--models", nargs="+", required=True, help="paths / Hub ids, optionally NAME=PATH")
-    p.add_argument("--tasks", nargs="+", required=True)
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("--tasks", nargs="+", required=True, help="task names, folders, files or Hub dataset ids")
+    p.add_argument("--output-dir", required=True, help="root folder: <model>/<task>/lr<lr>/seed<seed>/ per run")
     p.add_argument("--lrs", nargs="+", type=float, default=None, help="default: the preset's, else the paper's grid")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the preset's, else 0..9")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
-    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="do not write the report when the grid is done")
     _add_common(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="markdown / CSV tables and plots from a folder of results")
-    p.add_argument("results_dir")
-    p.add_argument("--output-dir", default=None, help="default: RESULTS_DIR")
-    p.add_argument("--title", default="Fine-tuning results")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("results_dir", help="folder searched for results.json files (e.g. a sweep's --output-dir)")
+    p.add_argument("--output-dir", default=None, help="where report.md, the CSVs and plots go (default: RESULTS_DIR)")
+    p.add_argument("--title", default="Fine-tuning results", help="the report's heading")
+    p.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("quickstart", help="pretrain a tiny Avey-B on the bundled corpus, fine-tune, print a table",
                        description="No data download, no GPU: pretrains the tiny preset on the bundled sample "
                                    "corpus (aveyb pretrain), fine-tunes it on generated needle-in-a-haystack and "
                                    "the task samples shipped with aveyb, prints and saves the results table.")
-    p.add_argument("--output-dir", default="aveyb-quickstart")
-    p.add_argument("--pretrain-steps", type=int, default=200)
+    p.add_argument("--output-dir", default="aveyb-quickstart", help="folder of the whole run (default: %(default)s)")
+    p.add_argument("--pretrain-steps", type=int, default=200, help="pretraining steps (default: %(default)s)")
     p.add_argument("--finetune-steps", type=int, default=None, help="default: the quickstart preset's")
     p.add_argument("--model", default=None, help="skip pretraining and fine-tune this model instead")
-    p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument("--tasks", nargs="+", default=None,
+                   help="tasks to fine-tune on (default: niah1 and the bundled samples)")
     p.add_argument("--force", action="store_true", help="re-run finished steps")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                    help="override a fine-tuning option of the quickstart preset; repeatable")

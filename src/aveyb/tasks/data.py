@@ -241,19 +241,24 @@ class RetrievalData:
     train_pairs: list[tuple[str, str]] = field(default_factory=list)  # (query text, positive doc text)
 
     def check(self, where: str) -> None:
+        """Every problem of the split at once: queries without a relevant document, qrels naming
+        documents not in the corpus, empty documents or queries."""
+        errors = RowErrors(where)
         for qid in self.queries:
             if qid not in self.qrels or not any(s > 0 for s in self.qrels[qid].values()):
-                raise TaskDataError(f"{where}: query {qid!r} has no relevant document in the qrels")
+                errors.add(None, f"query {qid!r} has no relevant document in the qrels (allowed: score > 0 for "
+                                 "at least one document)")
         for qid, docs in self.qrels.items():
             for did in docs:
                 if did not in self.corpus:
-                    raise TaskDataError(f"{where}: qrels of query {qid!r} name document {did!r} not in the corpus")
+                    errors.add(None, f"qrels of query {qid!r} name document {did!r} not in the corpus")
         for did, text in self.corpus.items():
             if not text.strip():
-                raise TaskDataError(f"{where}: corpus document {did!r} has empty text")
+                errors.add(None, f"corpus document {did!r} has empty text")
         for qid, text in self.queries.items():
-            if not text.strip():
-                raise TaskDataError(f"{where}: query {qid!r} has empty text")
+            if not isinstance(text, str) or not text.strip():
+                errors.add(None, f"query {qid!r} has empty text")
+        errors.raise_if_any()
 
 
 def beir_doc_text(row: dict) -> str:

@@ -172,7 +172,11 @@ def run(task, splits, labels, model_path: str, cfg, device, save_dir=None) -> di
         d = {k[2:]: v for k, v in batch.items() if k.startswith("d.")}
         return loss([q, d], None)
 
-    stats = train_loop(model, feats, collate, cfg, device, loss_fn=loss_fn, desc=f"{task.name} train")
+    if feats:
+        stats = train_loop(model, feats, collate, cfg, device, loss_fn=loss_fn, desc=f"{task.name} train")
+    else:  # a BEIR folder with only evaluation qrels: score the encoder as it is
+        print(f"[aveyb] {task.name}: no training pairs (no qrels/train.tsv): evaluating zero-shot")
+        stats = {"train_steps": 0, "train_features": 0}
     out = dict(stats)
     cache: dict = {}
     for name in ("validation", "test"):

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aveyb.tasks import checkpoint
 from aveyb.tasks.config import FinetuneConfig
 from aveyb.tasks.data import resolve_data_dir
 from aveyb.tasks.export import MODEL_DIR
@@ -49,6 +50,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644 & ~_umask())  # mkstemp makes 0600; results are meant to be read by others
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
             f.write("\n")
@@ -59,6 +61,12 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_results(output_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -78,6 +86,27 @@ _FAMILY_MODULES = {
 _NOT_COMPARED = ("progress", "save_model")
 
 
+def check_model_source(model: str) -> None:
+    """A ``--model`` that is plainly a path (absolute, ``./``, ``~``, or deeper than ``org/name``) must
+    exist: say so, instead of transformers' "Repo id must be in the form ..."."""
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").is_file():
+            from aveyb.tasks.training import TaskError
+
+            raise TaskError(f"--model {text}: the folder has no config.json (expected a save_pretrained folder)")
+        return
+    looks_like_path = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or text.endswith("/")
+    if looks_like_path:
+        from aveyb.tasks.training import TaskError
+
+        parent = next((p for p in path.parents if p.exists()), None)
+        hint = f" ({parent} exists)" if parent not in (None, Path(".")) else ""
+        raise TaskError(f"--model {text}: no such folder{hint}; give a save_pretrained folder or a Hugging Face "
+                        "id (org/name)")
+
+
 def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: FinetuneConfig | None = None,
                  data_dir: str | os.PathLike | None = None, force: bool = False, load_split=None,
                  log=print) -> dict[str, Any]:
@@ -92,6 +121,8 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
 
     out_dir = Path(output_dir)
     existing = load_results(out_dir)
+    if existing is None or force:
+        check_model_source(model)
     ddir = resolve_data_dir(data_dir)
     # a built-in name, a folder or file, a data-directory folder or a Hub id; records carry spec.name
     spec = get_task(task, ddir, config, load_split)
@@ -116,7 +147,9 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
     set_seed(cfg.seed)
     family = importlib.import_module(_FAMILY_MODULES[spec.family])
     save_dir = out_dir / MODEL_DIR if cfg.save_model else None
-    metrics = family.run(spec, splits, labels, str(model), cfg, device, save_dir=save_dir)
+    ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
+    with checkpoint.checkpoints_in(ckpt_dir):  # a killed run resumes from here when run again
+        metrics = family.run(spec, splits, labels, str(model), cfg, device, save_dir=save_dir)
     elapsed = time.time() - started
     record = {
         "task": spec.name,
@@ -137,6 +170,7 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
         "config": cfg.to_dict(),
     }
     write_json_atomic(out_dir / RESULTS_FILE, record)
+    checkpoint.remove(ckpt_dir)
     log(f"[aveyb] {spec.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
                                           if k.startswith(("validation/", "test/"))))
     return record

@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -193,55 +194,116 @@ def total_steps(cfg: FinetuneConfig, n_examples: int) -> int:
     return max(1, math.ceil((cfg.epochs or 1.0) * n_examples / cfg.batch_size))
 
 
-def progress(iterable=None, total=None, desc="", enabled=True):
+def progress(iterable=None, total=None, desc="", enabled=True, initial=0):
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)
+    # leave=True: a finished bar stays on screen with its last numbers (the final loss)
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, leave=True,
+                initial=initial)
 
 
 def train_loop(model: torch.nn.Module, features: list[dict], collate: Callable[[list[dict]], dict],
                cfg: FinetuneConfig, device: torch.device, loss_fn: Callable | None = None,
                desc: str = "train") -> dict[str, float]:
     """Train for ``total_steps`` optimiser steps of ``cfg.batch_size`` examples (accumulated over
-    ``grad_accumulation`` micro-batches), reshuffling each epoch with ``cfg.seed``."""
+    ``grad_accumulation`` micro-batches), reshuffling each epoch with ``cfg.seed``. ``max_steps=0``
+    trains nothing (evaluate only). Inside :func:`~aveyb.tasks.checkpoint.checkpoints_in` the loop
+    checkpoints every ``cfg.checkpoint_every`` steps and resumes from the newest checkpoint."""
+    steps = total_steps(cfg, len(features))
+    if steps == 0:
+        return {"train_steps": 0, "train_features": len(features)}
     if not features:
         raise TaskError("no training examples")
-    steps = total_steps(cfg, len(features))
     micro = max(1, cfg.batch_size // cfg.grad_accumulation)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, steps, cfg)
-    rng = random.Random(cfg.seed)
-    order: list[int] = []
+    loop = _LoopState(rng=random.Random(cfg.seed))
     model.to(device).train()
-    losses = []
-    bar = progress(total=steps, desc=desc, enabled=cfg.progress)
-    for step in range(steps):
+    saver = _Checkpointer(cfg, len(features), steps)
+    saver.resume(model, optimizer, scheduler, loop)
+    bar = progress(total=steps, desc=desc, enabled=cfg.progress, initial=loop.step)
+    if loop.losses:
+        bar.set_postfix(loss=f"{loop.losses[-1]:.4f}")
+    while loop.step < steps:
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for _ in range(cfg.grad_accumulation):
-            if len(order) < micro:
-                more = list(range(len(features)))
-                rng.shuffle(more)
-                order.extend(more)
-            idx, order = order[:micro], order[micro:]
             batch = {k: (v.to(device) if torch.is_tensor(v) else v)
-                     for k, v in collate([features[i] for i in idx]).items()}
+                     for k, v in collate([features[i] for i in loop.next_batch(micro, len(features))]).items()}
             with autocast(cfg, device):
                 loss = loss_fn(model, batch) if loss_fn else model(**batch).loss
             if not torch.isfinite(loss):
-                raise TaskError(f"training loss became {loss.item()} at step {step}; lower the learning rate")
+                raise TaskError(f"training loss became {loss.item()} at step {loop.step}; lower the learning rate")
             (loss / cfg.grad_accumulation).backward()
             step_loss += loss.item() / cfg.grad_accumulation
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
-        losses.append(step_loss)
+        loop.losses.append(step_loss)
+        loop.step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}")
+        saver.maybe_save(model, optimizer, scheduler, loop, last=loop.step == steps)
     bar.close()
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = loop.losses[-max(1, len(loop.losses) // 10):]
     return {"train_loss": sum(tail) / len(tail), "train_steps": steps, "train_features": len(features)}
+
+
+@dataclass
+class _LoopState:
+    """What the loop carries from step to step (and a checkpoint restores)."""
+
+    rng: random.Random
+    order: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    step: int = 0
+
+    def next_batch(self, size: int, n: int) -> list[int]:
+        if len(self.order) < size:  # a new epoch: reshuffle
+            more = list(range(n))
+            self.rng.shuffle(more)
+            self.order.extend(more)
+        idx, self.order = self.order[:size], self.order[size:]
+        return idx
+
+
+class _Checkpointer:
+    """Saves and restores the loop in the run's checkpoint folder (see aveyb.tasks.checkpoint)."""
+
+    def __init__(self, cfg: FinetuneConfig, n_features: int, steps: int):
+        from aveyb.tasks import checkpoint
+
+        self.ck = checkpoint
+        self.folder = checkpoint.current_folder() if cfg.checkpoint_every else None
+        self.every = cfg.checkpoint_every
+        self.key = checkpoint.fingerprint(cfg, n_features, steps)
+
+    def resume(self, model, optimizer, scheduler, loop: _LoopState) -> None:
+        path = self.ck.latest(self.folder) if self.folder is not None else None
+        if path is None:
+            return
+        state = self.ck.load(path)
+        if state.get("fingerprint") != self.key:
+            print(f"[aveyb] {path} belongs to a run with other options or data: starting from step 0")
+            self.ck.remove(self.folder)
+            return
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        loop.rng.setstate(state["loop_rng"])
+        loop.order, loop.losses, loop.step = list(state["order"]), list(state["losses"]), int(state["step"])
+        self.ck.set_rng_state(state["rng"])
+        print(f"[aveyb] resumed fine-tuning from {path} (step {loop.step})")
+
+    def maybe_save(self, model, optimizer, scheduler, loop: _LoopState, last: bool) -> None:
+        if self.folder is None or last or loop.step % self.every:
+            return  # the last step is followed by evaluation and results.json, not by a checkpoint
+        self.ck.save(self.folder, loop.step, {
+            "fingerprint": self.key, "step": loop.step, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "loop_rng": loop.rng.getstate(), "order": loop.order, "losses": loop.losses, "rng": self.ck.rng_state(),
+        })
 
 
 @torch.no_grad()
