@@ -175,3 +175,21 @@ def test_options_run(tmp_path, overrides):
     losses = _losses(tmp_path)
     assert set(losses) == {1, 2} and all(0 < v < 20 for v in losses.values())
     assert (tmp_path / "final" / "config.json").is_file()
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
+    from aveyb.cli import main
+    from aveyb.pretrain.loop import SetupError
+
+    with pytest.raises(SetupError, match=r"--resume: no checkpoint found in .*typo.*leave out --resume"):
+        pretrain(PretrainConfig(**SMALL), tmp_path / "typo", resume=True)
+    assert not (tmp_path / "typo" / "checkpoints").exists()
+    # exit status 2 (usage), not 3 (a training failure), as docs/pretraining.md says
+    assert main(["pretrain", "--config", "tiny", "--output-dir", str(tmp_path / "typo2"), "--resume"]) == 2
+    assert "no checkpoint found" in capsys.readouterr().err
+
+
+def test_a_new_run_in_a_folder_with_checkpoints_exits_2(reference_run):
+    from aveyb.cli import main
+
+    assert main(["pretrain", "--config", "tiny", "--output-dir", str(reference_run)]) == 2

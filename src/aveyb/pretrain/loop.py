@@ -44,6 +44,11 @@ class TrainingError(RuntimeError):
     """A run that cannot go on (bad input, NaN loss); the message says why."""
 
 
+class SetupError(TrainingError):
+    """A run refused before training starts (wrong run folder, a length the model cannot take):
+    a usage error, exit status 2, where a failure during training exits with 3."""
+
+
 # ---- model -------------------------------------------------------------------------------
 
 def build_model(cfg: PretrainConfig, tokenizer):
@@ -66,7 +71,7 @@ def check_sequence_length(model, seq_len: int, tokenizer) -> None:
     if limit is not None and getattr(config, "model_type", "") != "aveyb":
         offset = 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
         if seq_len > limit - offset:
-            raise TrainingError(f"seq_len={seq_len} is longer than {config.model_type} can take "
+            raise SetupError(f"seq_len={seq_len} is longer than {config.model_type} can take "
                                 f"(max_position_embeddings={limit}{f' - {offset}' if offset else ''}); "
                                 f"lower seq_len or set model_overrides.max_position_embeddings")
     ids = torch.full((1, seq_len), tokenizer.eos_token_id, dtype=torch.long)
@@ -76,7 +81,7 @@ def check_sequence_length(model, seq_len: int, tokenizer) -> None:
         with torch.no_grad():
             model(input_ids=ids)
     except Exception as err:  # the model's own reason, re-raised with context
-        raise TrainingError(f"the model ({config.model_type}) cannot take a sequence of {seq_len} tokens: {err}") from err
+        raise SetupError(f"the model ({config.model_type}) cannot take a sequence of {seq_len} tokens: {err}") from err
     finally:
         model.train(was_training)
 
@@ -243,11 +248,14 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
     tokenizer = load_tokenizer(cfg.tokenizer)
     ckpt_root = out / "checkpoints"
     latest = ckpt.find_latest(ckpt_root) if ckpt_root.is_dir() else None
+    # --resume continues a run and a plain start begins one: neither silently does the other,
+    # so a mistyped --output-dir cannot quietly start over
     if latest is not None and not resume:
-        raise TrainingError(f"{out} already holds checkpoints (latest {latest.name}); pass --resume to continue "
-                            f"or choose another --output-dir")
+        raise SetupError(f"{out} already holds checkpoints (latest {latest.name}); pass --resume to continue "
+                         f"or choose another --output-dir")
     if resume and latest is None:
-        say("--resume: no checkpoint found, starting from step 0")
+        raise SetupError(f"--resume: no checkpoint found in {ckpt_root} (is --output-dir right?); to start a new "
+                         "run there, leave out --resume")
     amp_dtype = _amp_dtype(cfg, info.device)
     if info.device.type == "cuda":
         _set_tf32(cfg.tf32)
