@@ -51,3 +51,29 @@ def test_cli_no_save(bert, tmp_path):
 def test_save_model_must_be_a_boolean():
     with pytest.raises(ValueError, match="save_model"):
         build_config(None, {"save_model": "yes"})
+
+
+# ---- corrupted weights at the command line ------------------------------------------------------
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_cli_finetune_names_a_damaged_weights_file_in_one_line(bert, tmp_path, capsys, damage):
+    import shutil
+
+    from aveyb.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(bert, model)
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # the first tensors after the JSON header, with NaN (0xFF bytes in every float format)
+        start = 8 + int.from_bytes(data[:8], "little")
+        data[start:start + 4096] = b"\xff" * 4096
+    weights.write_bytes(bytes(data))
+    rc = main(["finetune", "--model", str(model), "--task", "trec_qc-sample", "--output-dir", str(tmp_path / "out"),
+               "--preset", "ci", "--max-steps", "1"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert lines[0].startswith(f"aveyb finetune: error: {weights}:"), lines[0]
+    assert ("truncated" if damage == "truncated" else "NaN") in lines[0]

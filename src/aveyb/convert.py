@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch and the model load on first use: ``aveyb --help`` imports this module
+    from torch import Tensor
 
-from aveyb.model import AveyBConfig, AveyBForMaskedLM, AveyBModel
+    from aveyb.model import AveyBConfig
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")
 # Official config.json names we understand, mapped to ours (shapes win where both exist).
@@ -45,6 +46,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict]:
         from safetensors.torch import load_file
 
         return load_file(str(path)), config
+    import torch
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -92,6 +95,8 @@ def infer_config(encoder: dict[str, Tensor], official_config: dict | None = None
         enricher = encoder[f"layers.{layer_ids[0]}.enricher.weight"]
         kwargs["expansion_factor"] = enricher.shape[0] // width
     kwargs.update(overrides)
+    from aveyb.model.configuration_aveyb import AveyBConfig
+
     return AveyBConfig(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=len(layer_ids), **kwargs)
 
 
@@ -119,19 +124,47 @@ def _map_head(head: dict[str, Tensor], model) -> dict[str, Tensor]:
     return mapped
 
 
-def load_official(path_or_state_dict, model_class=AveyBForMaskedLM, **config_overrides):
+def _resolve_dtype(torch_dtype, checkpoint_tensor: Tensor):
+    """``from_pretrained``'s convention: "auto" (or None) keeps the checkpoint's dtype, else a
+    ``torch.dtype`` or its name ("bfloat16", "float32", ...)."""
+    import torch
+
+    if torch_dtype is None or torch_dtype == "auto":
+        return checkpoint_tensor.dtype
+    if isinstance(torch_dtype, str):
+        resolved = getattr(torch, torch_dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"torch_dtype={torch_dtype!r} is not a torch dtype; use e.g. 'float32', 'bfloat16' or 'auto'")
+        torch_dtype = resolved
+    if not (isinstance(torch_dtype, torch.dtype) and torch_dtype.is_floating_point):
+        raise ValueError(f"torch_dtype={torch_dtype!r} must be a floating-point torch dtype or 'auto'")
+    return torch_dtype
+
+
+def load_official(path_or_state_dict, model_class=None, torch_dtype="auto", **config_overrides):
     """An aveyb model (``AveyBForMaskedLM`` by default, or any head class) with official weights.
 
     ``path_or_state_dict``: a state dict, a weights file, or a directory with ``config.json``.
-    Raises ``ValueError`` listing missing, unexpected and mis-shaped tensors.
+    ``torch_dtype``: as in ``from_pretrained``: "auto" keeps the checkpoint's dtype (that of its
+    embedding), or a ``torch.dtype`` / its name casts to it.
+    Raises ``ValueError`` listing missing, unexpected and mis-shaped tensors, and naming the first
+    tensor that holds NaN or infinite values (a corrupted file).
     """
+    from aveyb.model.modeling_aveyb import AveyBForMaskedLM, AveyBModel, first_non_finite
+
+    model_class = model_class or AveyBForMaskedLM
     if isinstance(path_or_state_dict, dict):
-        state, official_config = dict(path_or_state_dict), {}
+        state, official_config, source = dict(path_or_state_dict), {}, "the state dict"
     else:
         state, official_config = read_state_dict(path_or_state_dict)
+        source = str(path_or_state_dict)
+    bad = first_non_finite(state.items())
+    if bad is not None:
+        raise ValueError(f"{source}: tensor {bad!r} holds NaN or infinite values; the weights are corrupted")
     encoder, head = _strip_encoder_prefix(state)
+    dtype = _resolve_dtype(torch_dtype, encoder["embed.weight"])
     config = infer_config(encoder, official_config, **config_overrides)
-    model = model_class(config)
+    model = model_class(config).to(dtype)
     base = model.base_model_prefix
     bare = isinstance(model, AveyBModel)
     ours = {k if bare else f"{base}.{k}": v for k, v in encoder.items()}

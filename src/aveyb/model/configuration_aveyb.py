@@ -26,6 +26,17 @@ _AVEYB_KEYS = {
 KERNEL_BACKENDS = ("auto", "torch", "triton")
 
 
+def _register_model_classes() -> None:
+    """Make AutoModel* resolve this config to aveyb's classes, on the first config built: every
+    AutoModel* path builds the config before it looks its class up, and importing the classes
+    (transformers.PreTrainedModel) is too slow to do in ``import aveyb``."""
+    try:
+        from aveyb.model.auto import register_auto_classes
+    except ImportError:  # this file as a checkpoint's remote code, where aveyb is not installed
+        return
+    register_auto_classes()
+
+
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"AveyBConfig.{name}={value!r} is not allowed; choose one of {list(allowed)}")
@@ -44,7 +55,9 @@ class AveyBConfig(PretrainedConfig):
     ``layer_arrangement``, ``dynamic_norm``) default to the official behaviour.
     ``kernel_backend``: "auto" uses the fused Triton kernels on CUDA when they support the
     configuration and falls back to plain PyTorch otherwise; "torch" forces the reference;
-    "triton" requires the kernels. ``max_position_embeddings`` is the training context; Avey-B has no positional limit and
+    "triton" requires the kernels. ``kernel_backend`` and ``sparse_prediction`` are run-time
+    settings: ``save_pretrained`` does not write them, so a checkpoint loads with the defaults.
+    ``max_position_embeddings`` is the training context; Avey-B has no positional limit and
     runs on longer inputs.
     """
 
@@ -110,6 +123,7 @@ class AveyBConfig(PretrainedConfig):
             **kwargs,
         )
         self.validate_options()
+        _register_model_classes()
 
     def validate_options(self) -> None:
         """Raise ``ValueError`` naming the field for any impossible value."""
@@ -137,6 +151,22 @@ class AveyBConfig(PretrainedConfig):
             value = getattr(self, name, None)
             if value is not None and not (0 <= value < self.vocab_size):
                 raise ValueError(f"AveyBConfig.{name}={value} is outside the vocabulary [0, {self.vocab_size})")
+
+    # Settings of a run, not of the model: never written to config.json, and ignored in one that
+    # has them. A pretraining run sets sparse_prediction=True (masked-LM logits only at labelled
+    # positions, shape (n_labelled, V)); a checkpoint that kept it would surprise every user.
+    RUNTIME_KEYS = ("sparse_prediction", "kernel_backend")
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        for key in self.RUNTIME_KEYS:
+            out.pop(key, None)
+        return out
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        saved = {k: v for k, v in config_dict.items() if k not in cls.RUNTIME_KEYS}
+        return super().from_dict(saved, **kwargs)
 
     def _get_generation_parameters(self) -> dict:
         # ``top_k`` here is the ranker's k (SPEC notation), not a sampling setting: transformers

@@ -50,19 +50,121 @@ def check_inputs(input_ids: Tensor | None, attention_mask: Tensor | None, inputs
     on_cuda = (input_ids if input_ids is not None else inputs_embeds).is_cuda
     if torch.compiler.is_compiling() or (on_cuda and torch.cuda.is_current_stream_capturing()):
         return shape[0], shape[1]  # no host sync while compiling or capturing a CUDA graph (checked before)
-    # One device-to-host sync for both value checks; details are computed only on failure.
+    # One device-to-host sync for every value check; details are computed only on failure.
     flags = []
     if input_ids is not None:
         flags.append(((input_ids < 0) | (input_ids >= vocab_size)).any())
     if attention_mask is not None:
-        flags.append((attention_mask.sum(dim=-1) == 0).any())
+        flags.extend(_mask_flags(attention_mask))
     if flags and bool(torch.stack(flags).any()):
         if input_ids is not None:
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= vocab_size:
                 raise ValueError(f"input_ids must lie in [0, {vocab_size}) (vocab_size); found values in [{low}, {high}]")
-        raise ValueError("attention_mask has a row with no real token (an empty sequence)")
+        _raise_mask_error(attention_mask)
     return shape[0], shape[1]
+
+
+def _mask_flags(attention_mask: Tensor) -> list[Tensor]:
+    """Device-side flags: values other than 0/1, a row with no real token, a real token after a pad.
+
+    Splits are cut from the left of the sequence, so a sequence's tokens must come first: with
+    left padding every split boundary moves and real tokens' outputs change."""
+    mask = attention_mask if attention_mask.dtype == torch.bool else attention_mask.ne(0)
+    flags = [mask.sum(dim=-1).eq(0).any(), (mask[:, 1:] & ~mask[:, :-1]).any()]
+    if attention_mask.dtype != torch.bool:
+        flags.append((attention_mask.ne(0) & attention_mask.ne(1)).any())
+    return flags
+
+
+def _raise_mask_error(attention_mask: Tensor) -> None:
+    """The message for the first attention_mask check that fails (called after a flag fired)."""
+    if attention_mask.dtype != torch.bool:
+        odd = attention_mask[attention_mask.ne(0) & attention_mask.ne(1)]
+        if odd.numel():
+            raise ValueError(f"attention_mask must hold only 0 (padding) and 1 (real token); found {odd[:5].tolist()}")
+    mask = attention_mask if attention_mask.dtype == torch.bool else attention_mask.ne(0)
+    empty = mask.sum(dim=-1).eq(0).nonzero().flatten()
+    if empty.numel():
+        raise ValueError(f"attention_mask row {int(empty[0])} has no real token (an empty sequence)")
+    row = int((mask[:, 1:] & ~mask[:, :-1]).any(dim=-1).nonzero()[0, 0])
+    raise ValueError(f"attention_mask row {row} has padding before a real token: Avey-B needs right-padded "
+                     "batches (real tokens first, padding at the end); pad on the right, e.g. "
+                     "tokenizer.padding_side = 'right'")
+
+
+def first_non_finite(named_tensors) -> str | None:
+    """Name of the first floating-point tensor holding NaN or ±inf, else None (one host sync)."""
+    named = [(name, t) for name, t in named_tensors if t.is_floating_point() and t.device.type != "meta"]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named])
+    if bool(finite.all()):
+        return None
+    return named[int((~finite).nonzero()[0, 0])][0]
+
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+class CorruptWeightsError(ValueError):
+    """A checkpoint whose weights cannot be read (a truncated file) or hold NaN / infinite values."""
+
+
+def unreadable_weights_message(path, err: Exception) -> str:
+    """One line naming the weights file safetensors could not read (the bad shard when sharded)."""
+    return f"{_unreadable_file(path)}: cannot read the weights ({err}); the file is truncated or corrupted"
+
+
+def _unreadable_file(path) -> str:
+    import os
+
+    source = weights_file(path)
+    if not source.endswith(".index.json"):
+        return source
+    from safetensors import safe_open
+
+    folder = os.path.dirname(source)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(os.path.join(folder, name), framework="pt"):
+                    pass
+            except Exception:
+                return os.path.join(folder, name)
+    return source
+
+
+def refuse_non_finite_weights(model, path) -> None:
+    """Raise :class:`CorruptWeightsError` naming the file and the first weight holding NaN / ±inf."""
+    bad = first_non_finite(model.named_parameters())
+    if bad is not None:
+        source = weights_file(path, bad, getattr(model, "base_model_prefix", ""))
+        raise CorruptWeightsError(f"{source}: weight {bad!r} holds NaN or infinite values; the file is corrupted "
+                                  "(re-download or re-save it)")
+
+
+def weights_file(path, tensor_name: str = "", prefix: str = "") -> str:
+    """The file a local checkpoint read ``tensor_name`` from (the shard holding it when sharded)."""
+    import json
+    import os
+
+    folder = os.fspath(path)
+    if not os.path.isdir(folder):
+        return folder
+    for index in _WEIGHT_INDEXES:
+        index_path = os.path.join(folder, index)
+        if os.path.isfile(index_path):
+            with open(index_path) as f:
+                weight_map = json.load(f).get("weight_map", {})
+            bare = tensor_name.removeprefix(f"{prefix}.")
+            for key in (tensor_name, f"{prefix}.{tensor_name}", bare):
+                if key in weight_map:
+                    return os.path.join(folder, weight_map[key])
+            return index_path
+    found = [os.path.join(folder, name) for name in _WEIGHT_FILES if os.path.isfile(os.path.join(folder, name))]
+    return found[0] if found else folder
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
@@ -104,6 +206,29 @@ class AveyBPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     _no_split_modules = ["AveyBLayer"]
     supports_gradient_checkpointing = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loading, then a check that every weight is finite: a file with overwritten
+        bytes loads without complaint as NaN weights otherwise, and only fails much later. A file
+        that cannot be read (truncated) raises :class:`CorruptWeightsError` naming it."""
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except Exception as err:
+            if type(err).__name__ != "SafetensorError":  # safetensors' own error names no file
+                raise
+            raise CorruptWeightsError(unreadable_weights_message(pretrained_model_name_or_path, err)) from err
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        refuse_non_finite_weights(model, pretrained_model_name_or_path)
+        return loaded
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' saving; when the modeling code is shipped with the weights, ``auto_map``
+        lists the base model and every head, so each loads with ``trust_remote_code=True`` (by
+        default only the saved class would)."""
+        if getattr(self, "_auto_class", None) is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -416,3 +541,14 @@ class _Act(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fn(x)
+
+
+# Auto class -> "module.Class" in a checkpoint folder that ships this code (save_pretrained).
+AUTO_MAP = {
+    "AutoConfig": "configuration_aveyb.AveyBConfig",
+    "AutoModel": "modeling_aveyb.AveyBModel",
+    "AutoModelForMaskedLM": "modeling_aveyb.AveyBForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_aveyb.AveyBForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_aveyb.AveyBForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_aveyb.AveyBForQuestionAnswering",
+}

@@ -35,10 +35,23 @@ def load_sentence_model(model_path: str, max_length: int | None, device):
     except ImportError:  # pragma: no cover
         from sentence_transformers import models
 
+    from aveyb.model.modeling_aveyb import (
+        CorruptWeightsError,
+        refuse_non_finite_weights,
+        unreadable_weights_message,
+    )
+
     try:
         transformer = models.Transformer(model_path, max_seq_length=max_length)
+        refuse_non_finite_weights(transformer.auto_model, model_path)
+    except CorruptWeightsError as err:
+        raise TaskError(str(err)) from err
     except ValueError as err:
         raise TaskError(f"model {model_path!r} cannot be loaded as a sentence encoder: {err}") from err
+    except Exception as err:
+        if type(err).__name__ == "SafetensorError":
+            raise TaskError(unreadable_weights_message(model_path, err)) from err
+        raise
     tok = transformer.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token or tok.sep_token or tok.unk_token

@@ -51,8 +51,7 @@ def autocast(cfg: FinetuneConfig, device: torch.device):
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    import aveyb.model  # noqa: F401  (registers Avey-B with the Auto classes when available)
-
+    _register_aveyb()
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as err:
@@ -74,14 +73,10 @@ _HEADS = {
 
 
 def _register_aveyb() -> None:
-    try:
-        import aveyb.model.modeling_aveyb
-    except ImportError:
-        pass
-    try:
-        import aveyb.model  # noqa: F401
-    except ImportError:  # pragma: no cover
-        pass
+    """Avey-B and NeoBERT resolve through the Auto classes (their configs, tokenizers, models)."""
+    from aveyb.model.auto import register_auto_classes
+
+    register_auto_classes()
 
 
 def load_model(head: str, path: str, **kwargs):
@@ -90,9 +85,17 @@ def load_model(head: str, path: str, **kwargs):
     _register_aveyb()
     import transformers
 
+    from aveyb.model.modeling_aveyb import (
+        CorruptWeightsError,
+        refuse_non_finite_weights,
+        unreadable_weights_message,
+    )
+
     auto_cls = getattr(transformers, _HEADS[head])
     try:
-        return auto_cls.from_pretrained(path, **kwargs)
+        model = auto_cls.from_pretrained(path, **kwargs)
+    except CorruptWeightsError as err:
+        raise TaskError(str(err)) from err
     except ValueError as err:
         if "Unrecognized configuration class" in str(err) or "Unrecognized model" in str(err):
             raise TaskError(
@@ -100,6 +103,15 @@ def load_model(head: str, path: str, **kwargs):
                 f"architecture ({str(err).splitlines()[0][:200]})"
             ) from err
         raise
+    except Exception as err:
+        if type(err).__name__ == "SafetensorError":  # any architecture: its message names no file
+            raise TaskError(unreadable_weights_message(path, err)) from err
+        raise
+    try:  # every architecture: NaN weights would only show as a NaN loss, blamed on the learning rate
+        refuse_non_finite_weights(model, path)
+    except CorruptWeightsError as err:
+        raise TaskError(str(err)) from err
+    return model
 
 
 def resolve_max_length(cfg: FinetuneConfig, model_config, tokenizer) -> int:

@@ -1,18 +1,23 @@
 """NeoBERT: configuration, model with four heads, converter from the published checkpoint.
 
 ``register()`` makes ``AutoConfig`` / ``AutoModel*`` resolve ``model_type="neobert"`` to these
-classes; it is idempotent and cheap.
+classes; it is idempotent. Names load on first use (the model classes import
+``transformers.PreTrainedModel``, which costs seconds).
 """
 
-from aveyb.baselines.neobert.configuration_neobert import NeoBERTConfig
-from aveyb.baselines.neobert.modeling_neobert import (
-    NeoBERTForMaskedLM,
-    NeoBERTForQuestionAnswering,
-    NeoBERTForSequenceClassification,
-    NeoBERTForTokenClassification,
-    NeoBERTModel,
-    NeoBERTPreTrainedModel,
-)
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "NeoBERTConfig": "configuration_neobert",
+    "NeoBERTModel": "modeling_neobert",
+    "NeoBERTPreTrainedModel": "modeling_neobert",
+    "NeoBERTForMaskedLM": "modeling_neobert",
+    "NeoBERTForSequenceClassification": "modeling_neobert",
+    "NeoBERTForTokenClassification": "modeling_neobert",
+    "NeoBERTForQuestionAnswering": "modeling_neobert",
+}
 
 _REGISTERED = False
 
@@ -22,33 +27,37 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    from transformers import (
-        AutoModel,
-        AutoModelForMaskedLM,
-        AutoModelForQuestionAnswering,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-    )
+    _REGISTERED = True  # set first: the imports below may build a config, which calls this again
+    try:
+        from transformers import (
+            AutoModel,
+            AutoModelForMaskedLM,
+            AutoModelForQuestionAnswering,
+            AutoModelForSequenceClassification,
+            AutoModelForTokenClassification,
+        )
 
-    from aveyb.model import register_with_auto
+        from aveyb.baselines.neobert import modeling_neobert as m
+        from aveyb.model.auto import register_with_auto
 
-    register_with_auto(NeoBERTConfig, {
-        AutoModel: NeoBERTModel,
-        AutoModelForMaskedLM: NeoBERTForMaskedLM,
-        AutoModelForSequenceClassification: NeoBERTForSequenceClassification,
-        AutoModelForTokenClassification: NeoBERTForTokenClassification,
-        AutoModelForQuestionAnswering: NeoBERTForQuestionAnswering,
-    })
-    _REGISTERED = True
+        register_with_auto(m.NeoBERTConfig, {
+            AutoModel: m.NeoBERTModel,
+            AutoModelForMaskedLM: m.NeoBERTForMaskedLM,
+            AutoModelForSequenceClassification: m.NeoBERTForSequenceClassification,
+            AutoModelForTokenClassification: m.NeoBERTForTokenClassification,
+            AutoModelForQuestionAnswering: m.NeoBERTForQuestionAnswering,
+        })
+    except BaseException:
+        _REGISTERED = False
+        raise
 
 
-__all__ = [
-    "NeoBERTConfig",
-    "NeoBERTForMaskedLM",
-    "NeoBERTForQuestionAnswering",
-    "NeoBERTForSequenceClassification",
-    "NeoBERTForTokenClassification",
-    "NeoBERTModel",
-    "NeoBERTPreTrainedModel",
-    "register",
-]
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [*_LAZY, "register"]

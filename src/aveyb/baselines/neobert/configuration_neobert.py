@@ -78,6 +78,10 @@ class NeoBERTConfig(PretrainedConfig):
         self.validate_options()
         if dim_head is not None and dim_head != self.head_dim:
             raise ValueError(f"NeoBERTConfig: dim_head={dim_head} disagrees with hidden_size/num_attention_heads")
+        # AutoModel* find NeoBERT's classes from the first config on (they are slow to import)
+        from aveyb.baselines.neobert import register
+
+        register()
 
     def validate_options(self) -> None:
         """Raise ``ValueError`` naming the field for any impossible value."""
