@@ -1,0 +1,24 @@
+"""``python -m aveyb.study.worker ROOT JOB_ID``: run one job of a study (what the local executor spawns)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m aveyb.study.worker STUDY_DIR JOB_ID", file=sys.stderr)
+        return 2
+    from aveyb.study.jobs import run_job
+
+    try:
+        run_job(args[0], args[1])
+    except Exception as err:  # recorded in STUDY_DIR/jobs/failed by run_job
+        print(f"aveyb study: job {args[1]} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
