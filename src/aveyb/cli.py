@@ -15,6 +15,7 @@ _STAGES = (
     "aveyb.data.cli",        # tokenizer train
     "aveyb.pretrain.cli",    # pretrain
     "aveyb.tasks.cli",       # finetune, sweep, report, quickstart
+    "aveyb.study.cli",       # study list / show / run / report
     "aveyb.baselines.cli",   # params
     "aveyb.bench.cli",       # bench
     "aveyb.convert",         # convert
