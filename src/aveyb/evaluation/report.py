@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aveyb.evaluation.baseline import PREFIX as MAJORITY
 from aveyb.evaluation.sweep import collect, select
 
 # metrics shown beside the main one (standard metrics of PROTOCOL.md), per family
@@ -42,12 +43,30 @@ def _scale(metric: str) -> float:
     return 1.0 if metric in ("exact_match", "squad_f1") or metric.startswith(("HasAns", "NoAns")) else 100.0
 
 
+BASELINE_ROW = "majority baseline"
+
+
+def baseline(rows: list[dict[str, Any]], task: str, metric: str) -> float | None:
+    """The majority-class score of ``metric`` on the task's reported split (None: not applicable)."""
+    for r in rows:
+        if r["task"] == task:
+            stat = r["metrics"].get(f"{r['split']}/{MAJORITY}{metric}")
+            if stat:
+                return stat["median"]
+    return None
+
+
+def _fmt_baseline(value: float | None, metric: str) -> str:
+    return "-" if value is None else f"{value * _scale(metric):.2f}"
+
+
 def build_tables(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     models = sorted({r["model"] for r in rows})
     tasks = sorted({r["task"] for r in rows}, key=lambda t: (_family_rank(rows, t), t))
     cell = {(r["model"], r["task"]): r for r in rows}
+    main_of = {t: next(r["main_metric"] for r in rows if r["task"] == t) for t in tasks}
     lines = ["## Main metric (test split; median over seeds at the best validation learning rate, [min, max])", ""]
-    header = ["model"] + [f"{t} ({next(r['main_metric'] for r in rows if r['task'] == t)})" for t in tasks]
+    header = ["model"] + [f"{t} ({main_of[t]})" for t in tasks]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for m in models:
@@ -56,6 +75,10 @@ def build_tables(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
             r = cell.get((m, t))
             vals.append(_fmt(r["score"], _scale(r["main_metric"])) if r else "-")
         lines.append("| " + " | ".join([m] + vals) + " |")
+    lines.append("| " + " | ".join([f"*{BASELINE_ROW}*"] + [_fmt_baseline(baseline(rows, t, main_of[t]), main_of[t])
+                                                          for t in tasks]) + " |")
+    lines += ["", "The majority baseline always predicts the train split's most frequent class (every token its "
+              "most frequent tag); '-' where no class applies (QA, retrieval)."]
     lines += ["", "## All metrics (paper's and standard)", ""]
     long_rows = []
     for t in tasks:
@@ -75,6 +98,8 @@ def build_tables(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
             for key, stat in sorted(r["metrics"].items()):
                 long_rows.append({"model": m, "task": t, "family": fam, "best_lr": r["best_lr"],
                                   "metric": key, **{k: stat[k] for k in ("median", "mean", "std", "min", "max", "n")}})
+        lines.append(f"| *{BASELINE_ROW}* | - | - | " + " | ".join(_fmt_baseline(baseline(rows, t, n), n)
+                                                                for n in names) + " |")
         lines.append("")
     return "\n".join(lines), long_rows
 
@@ -111,11 +136,21 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                 lo.append((s["median"] - s["min"]) * sc)
                 hi.append((s["max"] - s["median"]) * sc)
         ax.bar(xs, ys, width, yerr=[lo, hi], label=m, capsize=2)
+    for j, t in enumerate(tasks):  # the majority baseline: a dashed line across each task's bars
+        main = next(r["main_metric"] for r in rows if r["task"] == t)
+        value = baseline(rows, t, main)
+        if value is not None:
+            ax.hlines(value * _scale(main), j - width / 2, j + width * (len(models) - 0.5), colors="black",
+                      linestyles="dashed", label=BASELINE_ROW if not any(
+                          c.get_label() == BASELINE_ROW for c in ax.collections) else None)
     ax.set_xticks([j + width * (len(models) - 1) / 2 for j in range(len(tasks))])
     ax.set_xticklabels(tasks, rotation=30, ha="right")
     ax.set_ylabel("main metric (test, median over seeds)")
     ax.legend(fontsize=7)
     paths.append(_save(fig, out_dir / "scores.png"))
+    if all(len(r["lr_scores"]) <= 1 for r in rows):  # one learning rate: no curve to draw
+        (out_dir / "lr_curves.png").unlink(missing_ok=True)  # nor an old one left from a larger sweep
+        return paths
     # learning-rate curves: mean validation main metric per lr
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:

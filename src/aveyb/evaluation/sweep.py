@@ -28,7 +28,15 @@ class RunSpec:
     seed: int
 
     def directory(self, root: Path) -> Path:
-        return Path(root) / self.model_name / self.task / f"lr{format_lr(self.lr)}" / f"seed{self.seed}"
+        return Path(root) / self.model_name / task_dir_name(self.task) / f"lr{format_lr(self.lr)}" / f"seed{self.seed}"
+
+
+def task_dir_name(task: str) -> str:
+    """One folder name per task: a path's last component (``data/reviews.csv`` -> ``reviews.csv``),
+    a Hub id with ``/`` made ``_`` (``org/name`` -> ``org_name``), built-in names as they are."""
+    if Path(task).exists():
+        task = Path(task).resolve().name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task)
 
 
 def format_lr(lr: float) -> str:
@@ -116,9 +124,8 @@ def select(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             vals = [x["metrics"][val_key] for x in recs if val_key in x["metrics"]]
             if vals:
                 lr_scores[lr] = statistics.fmean(vals)
-        if not lr_scores:
-            continue
-        best_lr = max(sorted(lr_scores), key=lambda lr: lr_scores[lr])
+        # no validation split (e.g. a BEIR folder scored zero-shot): nothing to choose on, keep the smallest lr
+        best_lr = max(sorted(lr_scores), key=lambda lr: lr_scores[lr]) if lr_scores else min(by_lr)
         recs = by_lr[best_lr]
         metric_names = sorted({k for x in recs for k in x["metrics"] if k.startswith(("test/", "validation/"))})
         summary = {}
@@ -126,6 +133,8 @@ def select(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             vals = [x["metrics"][k] for x in recs if k in x["metrics"]]
             summary[k] = _spread(vals)
         split = "test" if f"test/{main}" in summary else "validation"
+        if f"{split}/{main}" not in summary:
+            continue  # a run without scores of its main metric
         rows.append({
             "model": model, "task": task, "family": recs[0]["family"], "main_metric": main, "split": split,
             "best_lr": best_lr, "lr_scores": {format_lr(k): v for k, v in sorted(lr_scores.items())},

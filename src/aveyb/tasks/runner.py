@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aveyb.evaluation.baseline import majority_label, majority_metrics
 from aveyb.tasks import checkpoint
 from aveyb.tasks.config import FinetuneConfig
 from aveyb.tasks.data import resolve_data_dir
@@ -150,6 +151,7 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     with checkpoint.checkpoints_in(ckpt_dir):  # a killed run resumes from here when run again
         metrics = family.run(spec, splits, labels, str(model), cfg, device, save_dir=save_dir)
+    metrics.update(majority_metrics(spec, splits, labels, cfg.evaluate_test))  # the constant-guess baseline
     elapsed = time.time() - started
     record = {
         "task": spec.name,
@@ -166,11 +168,12 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
         "versions": _versions(),
         "labels": labels,
         "splits_carved": splits.carved,
+        "baseline": {"kind": "majority class of train", "label": majority_label(spec, splits.train)},
         "model_dir": MODEL_DIR if save_dir is not None else None,
         "config": cfg.to_dict(),
     }
     write_json_atomic(out_dir / RESULTS_FILE, record)
     checkpoint.remove(ckpt_dir)
     log(f"[aveyb] {spec.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items()
-                                          if k.startswith(("validation/", "test/"))))
+                                          if k.startswith(("validation/", "test/")) and "/majority_" not in k))
     return record
