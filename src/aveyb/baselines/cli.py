@@ -17,7 +17,8 @@ def add_parsers(subparsers) -> None:
     parser = subparsers.add_parser(
         "params", help="total / embedding / non-embedding parameters of Avey-B and the four baselines"
     )
-    parser.add_argument("--preset", required=True, choices=("tiny", "micro", "mini", "base"))
+    parser.add_argument("--preset", required=True, choices=("tiny", "micro", "mini", "base"),
+                        help="size preset shared by the five architectures")
     parser.add_argument("--vocab-size", type=int, default=50368, help="vocabulary size for every model (default 50368)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=_params)

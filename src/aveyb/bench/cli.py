@@ -19,6 +19,16 @@ import sys
 import time
 from pathlib import Path
 
+DESCRIPTION = """Throughput, latency and peak memory of Avey-B and the baselines.
+
+  aveyb bench                                   # the full sweep (needs a GPU)
+  aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
+  aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
+  aveyb bench --report results/bench/h100.jsonl # tables and plots from existing records
+
+Every measurement is appended to --out (JSON lines) as soon as it is taken; a markdown table
+(.md) and plots (_<mode>_b<batch>.png) are written beside it at the end."""
+
 DEFAULT_MODELS = "avey-b,bert,roberta,modernbert,neobert"
 DEFAULT_IMPLS = "fused,fused-graphs,reference,official-style,sdpa,flash"
 
@@ -33,7 +43,7 @@ def _names(text: str) -> list[str]:
 
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("bench", help="throughput / latency / memory benchmark (GPU)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"comma list (default {DEFAULT_MODELS})")
     p.add_argument("--impls", default=DEFAULT_IMPLS,
                    help="comma list; Avey-B: fused, fused-graphs (inference), reference, official-style; "
@@ -41,8 +51,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--modes", default="inference,train", help="inference, train, ranker (Avey-B's ranker alone)")
     p.add_argument("--lengths", default="128,512,2048,8192,32768,65536,98304,131072", help="inference lengths")
     p.add_argument("--batch", type=int, default=8, help="inference batch (default 8)")
-    p.add_argument("--train-lengths", default="512,2048")
-    p.add_argument("--train-batch", type=int, default=16)
+    p.add_argument("--train-lengths", default="512,2048", help="comma list of training-step lengths (default 512,2048)")
+    p.add_argument("--train-batch", type=int, default=16, help="batch of the training-step mode (default 16)")
     p.add_argument("--baseline-max-len", type=int, default=32768,
                    help="longest input given to the quadratic-attention baselines (default 32768)")
     p.add_argument("--reference-max-len", type=int, default=32768,
@@ -50,15 +60,16 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--sparse-prediction", action="store_true",
                    help="train mode: our Avey-B heads compute logits only at labelled positions (same loss; "
                         "our pretraining recipe); official-style and the baselines stay dense")
-    p.add_argument("--preset", default="base")
-    p.add_argument("--vocab-size", type=int, default=50368)
-    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--preset", default="base", help="size preset of every model (default base)")
+    p.add_argument("--vocab-size", type=int, default=50368, help="vocabulary of every model (default 50368)")
+    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"), help="weights and activations")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls at most (default 10)")
     p.add_argument("--min-time", type=float, default=1.0, help="keep timing until this many seconds (or --repeats)")
     p.add_argument("--time-budget", type=float, default=None, help="skip measurements after this many seconds")
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", default="results/bench/bench.jsonl")
+    p.add_argument("--device", default=None, help="torch device (default: cuda)")
+    p.add_argument("--out", default="results/bench/bench.jsonl",
+                   help="JSON-lines file the records are appended to; the .md table and plots go beside it")
     p.add_argument("--report", nargs="*", default=None, metavar="JSONL",
                    help="only write the table and plots of these record files")
     p.set_defaults(func=run)

@@ -7,12 +7,14 @@ import argparse
 
 def add_parsers(subparsers) -> None:
     tok = subparsers.add_parser("tokenizer", help="train or apply a pretraining tokenizer")
-    sub = tok.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
+    sub = tok.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION",
+                             help="train: learn a byte-level BPE; encode: tokenise a corpus to an id file")
 
     train = sub.add_parser("train", help="train a byte-level BPE (tokenizers) on a corpus")
     _add_source_args(train)
     train.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary, special tokens included")
-    train.add_argument("--min-frequency", type=int, default=2)
+    train.add_argument("--min-frequency", type=int, default=2,
+                       help="drop merges seen fewer times than this (default 2)")
     train.add_argument("--max-chars", type=int, default=None, help="train on at most this many characters")
     train.add_argument("--output-dir", required=True, help="where to save the tokenizer (save_pretrained)")
     train.set_defaults(func=_train)
@@ -21,7 +23,7 @@ def add_parsers(subparsers) -> None:
     _add_source_args(enc)
     enc.add_argument("--tokenizer", required=True, help="bundled:NAME, gpt2-bpe:DIR, a directory or Hub name")
     enc.add_argument("--output", required=True, help="output .bin file (uint16 if the vocabulary fits, else uint32)")
-    enc.add_argument("--max-tokens", type=int, default=None)
+    enc.add_argument("--max-tokens", type=int, default=None, help="stop after this many tokens (default: all)")
     enc.set_defaults(func=_encode)
 
 

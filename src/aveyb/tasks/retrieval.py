@@ -22,6 +22,7 @@ from aveyb.tasks.training import (
     autocast,
     end_token_id,
     progress,
+    quiet_loading,
     train_loop,
 )
 
@@ -42,7 +43,8 @@ def load_sentence_model(model_path: str, max_length: int | None, device):
     )
 
     try:
-        transformer = models.Transformer(model_path, max_seq_length=max_length)
+        with quiet_loading():
+            transformer = models.Transformer(model_path, max_seq_length=max_length)
         refuse_non_finite_weights(transformer.auto_model, model_path)
     except CorruptWeightsError as err:
         raise TaskError(str(err)) from err

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -79,6 +79,24 @@ def _register_aveyb() -> None:
     register_auto_classes()
 
 
+@contextmanager
+def quiet_loading():
+    """Silence transformers while a checkpoint loads for fine-tuning: its LOAD REPORT (a table in
+    raw ANSI codes saying that the new head is untrained, on every run) and weight-loading bars."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(head: str, path: str, **kwargs):
     """``AutoModelFor<head>.from_pretrained(path, **kwargs)``, with a clear error when the
     architecture has no such head."""
@@ -93,7 +111,8 @@ def load_model(head: str, path: str, **kwargs):
 
     auto_cls = getattr(transformers, _HEADS[head])
     try:
-        model = auto_cls.from_pretrained(path, **kwargs)
+        with quiet_loading():
+            model = auto_cls.from_pretrained(path, **kwargs)
     except CorruptWeightsError as err:
         raise TaskError(str(err)) from err
     except ValueError as err:
