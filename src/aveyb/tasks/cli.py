@@ -171,6 +171,21 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from aveyb.tasks.predict import PredictError, predict, write_jsonl
+    from aveyb.tasks.training import TaskError
+
+    try:
+        records = predict(args.model, args.input, batch_size=args.batch_size, device=args.device,
+                          progress=args.output is not None)
+    except (PredictError, TaskError, ValueError) as err:  # bad input, model or option: one line, exit 2
+        return _error("predict", err)
+    write_jsonl(records, args.output)
+    if args.output is not None:
+        print(f"[aveyb predict] {len(records)} predictions -> {args.output}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("finetune", help="fine-tune and score a model on one task",
                        description="Fine-tune a model (path or Hub id) on a task; writes OUTPUT_DIR/results.json. "
@@ -230,3 +245,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-dir", default=None,
                    help="folder holding tasks/<name>/ (default: $AVEYB_DATA_DIR); its task folders are listed too")
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("predict", help="predictions of a fine-tuned model (aveyb finetune's OUTPUT_DIR/model) for new data",
+                       description="Reads the task family from the model's config.json and writes one JSON object "
+                                   "per input row. Input columns: text, or text_a + text_b (classification: label, "
+                                   "score, scores); tokens (token classification: tags per word); question + "
+                                   "context (QA: answer, start, end); query, document or text (retrieval: "
+                                   "embedding). Rows keep their id (else their row number).")
+    p.add_argument("--model", required=True, help="folder saved by aveyb finetune (OUTPUT_DIR/model)")
+    p.add_argument("--input", required=True, help="a .jsonl (JSON Lines), .csv or .tsv file")
+    p.add_argument("--output", default=None, help="a .jsonl file to write (default: standard output)")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default 64)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.set_defaults(func=cmd_predict)
