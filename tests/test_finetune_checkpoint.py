@@ -91,3 +91,32 @@ def test_results_json_is_world_readable(bert, task_file, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (Path(tmp_path / "run" / "results.json").stat().st_mode & 0o777) == 0o644 & ~mask
+
+
+def test_retrieval_resumes_too(bert, tmp_path, monkeypatch):
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": f"document {i} about x{i}"}) + "\n"
+                                                 for i in range(12)))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": f"x{i}"}) + "\n"
+                                                  for i in range(12)))
+    for split, ids in (("train", range(8)), ("test", range(8, 12))):
+        (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" +
+                                                       "".join(f"q{i}\td{i}\t1\n" for i in ids))
+    c = cfg(retrieval_loss="mnrl", max_steps=4)
+    reference = run_finetune(bert, str(folder), tmp_path / "ref", c, **QUIET)
+    kill_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(bert, str(folder), tmp_path / "run", c, **QUIET)
+    monkeypatch.undo()
+    assert run_finetune(bert, str(folder), tmp_path / "run", c, **QUIET)["metrics"] == reference["metrics"]
+
+
+def test_sweep_folders_of_path_and_hub_tasks(tmp_path):
+    from aveyb.evaluation.sweep import task_dir_name
+
+    data = tmp_path / "data" / "reviews.csv"
+    data.parent.mkdir()
+    data.write_text("text,label\n")
+    assert task_dir_name(str(data)) == "reviews.csv"
+    assert task_dir_name("org/name") == "org_name" and task_dir_name("sst2") == "sst2"
