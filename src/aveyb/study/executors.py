@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,9 +33,32 @@ class LocalExecutor:
         self.slots = [{"CUDA_VISIBLE_DEVICES": str(g)} for g in range(gpus) for _ in range(jobs_per_gpu)] or [{}]
         self.data_dir = data_dir
         self.log = log
+        self._live: set = set()
+        self._lock = threading.Lock()
+        self._stopping = False
 
     def run(self, root: Path, jobs: list[Job]) -> dict[str, str]:
-        """Run ``jobs``; returns ``{job id: error}`` for those that failed."""
+        """Run ``jobs``; returns ``{job id: error}`` for those that failed.
+
+        SIGTERM or SIGINT stops the study cleanly: no new job starts and every running one
+        gets SIGTERM (pretraining writes a checkpoint and exits), so the next run resumes.
+        """
+        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)} \
+            if threading.current_thread() is threading.main_thread() else {}
+        try:
+            return self._run(root, jobs)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _stop(self, signum, frame) -> None:
+        self._stopping = True
+        self.log(f"[aveyb study] signal {signum}: stopping the running job(s); run the study again to resume")
+        with self._lock:
+            for proc in self._live:
+                proc.send_signal(signal.SIGTERM)
+
+    def _run(self, root: Path, jobs: list[Job]) -> dict[str, str]:
         free: queue.Queue = queue.Queue()
         for slot in self.slots:
             free.put(slot)
@@ -43,6 +68,10 @@ class LocalExecutor:
         def one(index_job):
             index, job = index_job
             slot = free.get()
+            if self._stopping:
+                free.put(slot)
+                failed[job.id] = "not started: the study was stopped"
+                return
             try:
                 where = f" on GPU {slot['CUDA_VISIBLE_DEVICES']}" if slot else ""
                 self.log(f"[aveyb study] {index}/{total} {job.id}{where}")
@@ -68,16 +97,15 @@ class LocalExecutor:
             env["AVEYB_DATA_DIR"] = self.data_dir
         cmd = [sys.executable, "-m", "aveyb.study.worker", str(root), job.id]
         with open(log_path, "a") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            # its own process group: a terminal's Ctrl-C reaches the driver, which stops the jobs in order
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            with self._lock:
+                self._live.add(proc)
             try:
                 return proc.wait(), log_path
-            except BaseException:  # the driver is interrupted: stop the job too, it resumes next time
-                proc.terminate()
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                raise
+            finally:
+                with self._lock:
+                    self._live.discard(proc)
 
 
 class SubmititExecutor:
