@@ -189,7 +189,10 @@ def cmd_predict(args) -> int:
 def add_parsers(sub) -> None:
     p = sub.add_parser("finetune", help="fine-tune and score a model on one task",
                        description="Fine-tune a model (path or Hub id) on a task; writes OUTPUT_DIR/results.json. "
-                                   "A finished run is skipped unless --force.")
+                                   "A finished run is skipped unless --force; a killed one resumes from its last "
+                                   "checkpoint when run again.",
+                       epilog="Exit status: 0 done; 2 a usage, configuration or data error (one message, no "
+                              "traceback).")
     p.add_argument("--model", required=True, help="save_pretrained folder or Hugging Face id")
     p.add_argument("--task", required=True,
                    help="a task name (see aveyb tasks), a folder (train/validation/test files + meta.json, or "
