@@ -122,6 +122,8 @@ class AveyBConfig(PretrainedConfig):
             tie_word_embeddings=tie_word_embeddings,
             **kwargs,
         )
+        # transformers 4.x's PretrainedConfig.__init__ sets the generation default top_k=50 over ours
+        self.top_k = top_k
         self.validate_options()
         _register_model_classes()
 

@@ -38,9 +38,12 @@ def task_settings(task, cfg, max_length: int | None) -> dict[str, Any]:
     }
 
 
-def _mark_config(config, settings: dict[str, Any]) -> None:
+def _mark_config(config, settings: dict[str, Any], tokenizer=None) -> None:
     config.finetuning_task = settings["name"]
     setattr(config, TASK_KEY, dict(settings))
+    if tokenizer is not None and getattr(config, "tokenizer_class", None) is None:
+        # transformers 4.x pipelines load a tokenizer for a model type they do not know only from this
+        config.tokenizer_class = type(tokenizer).__name__
 
 
 def _replace_dir(build, save_dir: Path) -> Path:
@@ -62,7 +65,7 @@ def _replace_dir(build, save_dir: Path) -> Path:
 
 def save_finetuned(model, tokenizer, save_dir: str | os.PathLike, settings: dict[str, Any]) -> Path:
     """``save_pretrained`` of a fine-tuned transformers model and its tokenizer, task recorded."""
-    _mark_config(model.config, settings)
+    _mark_config(model.config, settings, tokenizer)
 
     def build(tmp: Path) -> None:
         model.save_pretrained(tmp)
