@@ -137,7 +137,7 @@ def _run(args) -> int:
         else:
             executor = LocalExecutor(args.gpus, args.jobs_per_gpu, data_dir=data_dir)
         stages = tuple(args.stage) if args.stage else ("pretrain", "finetune", "report")
-        outcome = run_study(study, args.output_dir, executor, stages=stages, variants=variants)
+        outcome = run_study(study, args.output_dir, executor, stages=stages, variants=variants, data_dir=data_dir)
     except (StudyError, RuntimeError) as err:
         return _fail(str(err))
     print(f"[aveyb study] {len(outcome.ran)} job(s) ran, {len(outcome.skipped)} finished before, "

@@ -72,16 +72,23 @@ def pretrain_jobs(study: Study) -> list[Job]:
     return [Job("pretrain", v.name) for v in study.variants if v.needs_pretraining]
 
 
-def finetune_jobs(study: Study, variants: list[str] | None = None) -> list[Job]:
+def finetune_jobs(study: Study, variants: list[str] | None = None, data_dir: str | None = None) -> list[Job]:
     """Every variant × task × learning rate × seed, variants outermost."""
     from aveyb.tasks.registry import get_task
 
+    data_dir = resolve_data_dir(data_dir)
+    families = {}
+    for task in study.finetune.tasks:
+        try:
+            families[task] = get_task(task, data_dir).family
+        except Exception as err:  # an unknown task, or local data not found
+            raise StudyError(f"study.finetune.tasks: {err}") from None
     jobs = []
     for v in study.variants:
         if variants is not None and v.name not in variants:
             continue
         for task in study.finetune.tasks:
-            family = get_task(task).family
+            family = families[task]
             for lr in study.finetune.lrs_for(task, family):
                 for seed in study.finetune.seeds:
                     jobs.append(Job("finetune", v.name, task, lr, seed))
@@ -114,6 +121,17 @@ def prepare(study: Study, root: Path) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(study.to_yaml())
     os.replace(tmp, path)
+
+
+def remember_data_dir(root: Path, data_dir: str | None) -> None:
+    """Keep the data directory of the last run, so ``aveyb study report`` finds the local tasks."""
+    if data_dir:
+        (Path(root) / "data_dir.txt").write_text(data_dir + "\n")
+
+
+def remembered_data_dir(root: Path) -> str | None:
+    path = Path(root) / "data_dir.txt"
+    return path.read_text().strip() if path.is_file() else None
 
 
 def load(root: Path) -> Study:

@@ -233,7 +233,7 @@ def write_report(root: str | Path, plots: bool = True) -> Path:
 
 
 def _job_status(study: Study, root: Path) -> dict:
-    all_jobs = J.pretrain_jobs(study) + J.finetune_jobs(study)
+    all_jobs = J.pretrain_jobs(study) + J.finetune_jobs(study, data_dir=J.remembered_data_dir(root))
     failed = J.failures(root)
     done = [j.id for j in all_jobs if j.is_done(root)]
     return {"total": len(all_jobs), "finished": len(done),

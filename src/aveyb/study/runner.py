@@ -25,16 +25,19 @@ class StudyOutcome:
 
 
 def run_study(study: Study, root: str | Path, executor, stages=("pretrain", "finetune", "report"),
-              variants: list[str] | None = None, log=print) -> StudyOutcome:
+              variants: list[str] | None = None, data_dir: str | None = None, log=print) -> StudyOutcome:
     root = Path(root)
+    data_dir = J.resolve_data_dir(data_dir)
+    jobs_to_finetune = J.finetune_jobs(study, variants, data_dir)  # fails now on an unknown task
     J.prepare(study, root)
+    J.remember_data_dir(root, data_dir)
     outcome = StudyOutcome()
     if "pretrain" in stages:
         todo = [j for j in J.pretrain_jobs(study) if variants is None or j.variant in variants]
         _run(executor, root, todo, outcome, log, "pretraining")
     if "finetune" in stages:
         todo, ready = [], {}
-        for job in J.finetune_jobs(study, variants):
+        for job in jobs_to_finetune:
             if job.variant not in ready:
                 v = study.variant(job.variant)
                 ready[job.variant] = not v.needs_pretraining or J.Job("pretrain", v.name).is_done(root)
