@@ -205,6 +205,7 @@ _HF_KEYS = set(PretrainedConfig().to_dict()) | {
     "finetuning_task", "return_dict", "output_hidden_states", "output_attentions",
     "torchscript", "use_cache", "model_type", "classifier_dropout", "_attn_implementation",
     "attn_implementation", "_attn_implementation_internal", "_commit_hash",
+    "tokenizer_class",  # a transformers 4.x config key that 5.x configs no longer hold by default
     "aveyb_task",  # a fine-tuned model's task family and input settings (aveyb.tasks.export)
 }
 
