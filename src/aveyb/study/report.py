@@ -256,8 +256,9 @@ def _markdown(study, pre, rows, majority, comparisons, claims, status) -> str:
     lines = [f"# Study `{study.name}` ({study.scale})", "", study.description, "",
              f"Reference variant: `{study.reference}`. Jobs: {status['finished']} of {status['total']} finished, "
              f"{len(status['failed'])} failed, {len(status['not_run'])} not run.", ""]
+    lines += ["What ran (from the study's specification):", ""] + [f"* {line}" for line in _recipe(study)] + [""]
     if study.notes:
-        lines += ["Settings:", ""] + [f"* {n}" for n in study.notes] + [""]
+        lines += ["Notes of the study's definition:", ""] + [f"* {n}" for n in study.notes] + [""]
 
     lines += ["## Pretraining", "",
               "| variant | arch | non-embedding params | vs reference | total params | tokens | val loss | "
@@ -270,7 +271,7 @@ def _markdown(study, pre, rows, majority, comparisons, claims, status) -> str:
             r = params["non_embedding"] / ref["non_embedding"] - 1
             ratio = f"{100 * r:+.1f}%"
             if abs(r) > PARAMETER_TOLERANCE and name != study.reference:
-                kind = "a pretrained row fine-tuned as is" if p.get("pretrained") else "a pretrained variant"
+                kind = "a pretrained row fine-tuned as is" if p.get("pretrained") else "pretrained by the study"
                 warnings.append(f"`{name}` ({kind}) has {params['non_embedding']:,} non-embedding parameters, "
                                 f"{100 * r:+.1f}% from the reference's {ref['non_embedding']:,} (more than 5%)")
         lines.append("| " + " | ".join([
@@ -288,13 +289,12 @@ def _markdown(study, pre, rows, majority, comparisons, claims, status) -> str:
         lines += ["## Fine-tuning", "", "Test split; median [min, max] over seeds at the learning rate with the best "
                   "mean validation score; scores in %.", ""]
         tables, _ = build_tables(rows)
-        if majority:
-            tables = tables.replace("## Main metric", "## Main metric", 1)
+        if majority and "majority baseline" not in tables:
             maj = ["", "Majority-class baseline (always the most frequent training label): " +
                    ", ".join(f"{t} {_pct(v)}" for t, v in sorted(majority.items())), ""]
             head, _, rest = tables.partition("\n## All metrics")
             tables = head + "\n".join(maj) + "\n## All metrics" + rest
-        lines += [tables.replace("\n## ", "\n### ").replace("\n### #", "\n####"), ""]
+        lines += [("\n" + tables).replace("\n## ", "\n### ").lstrip("\n"), ""]
 
     if comparisons:
         lines += [f"## Against the reference (`{study.reference}`)", "",
@@ -329,6 +329,27 @@ def _markdown(study, pre, rows, majority, comparisons, claims, status) -> str:
                       + (f" and {len(status['not_run']) - len(shown)} more" if len(status["not_run"]) > 20 else "")]
         lines.append("")
     return "\n".join(lines)
+
+
+def _recipe(study: Study) -> list[str]:
+    trained = [v for v in study.variants if v.needs_pretraining]
+    out = []
+    if trained:
+        cfg = study.pretrain_config(trained[0])
+        out.append(f"pretraining: {cfg.model_preset} size, tokenizer `{cfg.tokenizer}`, sequences of {cfg.seq_len}, "
+                   f"{cfg.global_batch_tokens:,} tokens/step x {cfg.max_steps:,} steps = "
+                   f"{cfg.global_batch_tokens * cfg.max_steps:,} tokens per variant, masking {cfg.mask_rate:.0%}, "
+                   f"peak lr {cfg.lr:g} ({cfg.schedule})")
+        changed = [f"{v.name}: {v.model or ''}{' ' if v.model and v.pretrain else ''}{v.pretrain or ''}"
+                   for v in trained if v.model or v.pretrain]
+        if changed:
+            out.append("variant overrides: " + "; ".join(changed))
+    ft = study.finetune
+    lrs = ", ".join(f"{k} {v}" for k, v in ft.lrs.items()) if isinstance(ft.lrs, dict) else str(ft.lrs)
+    settings = ", ".join(f"{k}={v}" for k, v in ft.settings.items() if k not in ("progress", "save_model"))
+    out.append(f"fine-tuning: tasks {', '.join(ft.tasks)}; learning rates {lrs}; seeds {ft.seeds}; "
+               f"preset {ft.preset or '-'}; {settings}")
+    return out
 
 
 def _plots(folder: Path, study, pre, rows, majority) -> str:
