@@ -263,7 +263,7 @@ def test_resume_after_a_kill_in_pretraining_and_in_finetuning(tmp_path):
     assert "resumed from" in log  # the second run continued the killed pretraining
     records = [json.loads(line) for line in (out / "pretrain" / "avey-b" / "metrics.jsonl").open()]
     steps = [r["step"] for r in records if "loss" in r]
-    assert steps == sorted(set(steps)) and steps[-1] == 400  # no step logged twice, none lost
+    assert steps == sorted(set(steps)) and steps[-1] == 400, steps  # no step logged twice, none lost
     kept = first.stat().st_mtime_ns
 
     result = _start(spec, out)
@@ -304,3 +304,14 @@ def test_job_ids_round_trip():
     assert Job.from_id(job.id) == job and Job.from_id("pretrain/bert") == Job("pretrain", "bert")
     with pytest.raises(StudyError, match="not a study job id"):
         Job.from_id("evaluate/x")
+
+
+def test_a_job_running_elsewhere_is_not_started_twice(tmp_path):
+    from aveyb.study.jobs import _job_lock, prepare, run_job
+
+    prepare(Study.from_dict(tiny_spec()), tmp_path)
+    job = Job("pretrain", "avey-b")
+    with _job_lock(tmp_path, job):
+        with pytest.raises(StudyError, match="pretrain/avey-b is running in another process"):
+            run_job(tmp_path, job.id)
+    assert not (tmp_path / "pretrain" / "avey-b" / "checkpoints").exists()

@@ -97,8 +97,8 @@ class LocalExecutor:
             env["AVEYB_DATA_DIR"] = self.data_dir
         cmd = [sys.executable, "-m", "aveyb.study.worker", str(root), job.id]
         with open(log_path, "a") as fh:
-            # its own process group: a terminal's Ctrl-C reaches the driver, which stops the jobs in order
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            # the driver's process group: killing the study (kill -- -PGID, Ctrl-C) reaches its jobs too
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
             with self._lock:
                 self._live.add(proc)
             try:

@@ -213,6 +213,11 @@ def run_job(root: str | os.PathLike, job_id: str, data_dir: str | None = None) -
     root = Path(root)
     job = Job.from_id(job_id)
     data_dir = resolve_data_dir(data_dir)
+    with _job_lock(root, job):
+        return _run_locked(root, job, data_dir)
+
+
+def _run_locked(root: Path, job: Job, data_dir: str | None) -> str:
     try:
         study = load(root)
         if job.kind == "pretrain":
@@ -224,6 +229,30 @@ def run_job(root: str | os.PathLike, job_id: str, data_dir: str | None = None) -
         raise
     failure_path(root, job).unlink(missing_ok=True)
     return job.id
+
+
+class _job_lock:
+    """An exclusive lock on one job (``jobs/locks/<job>.lock``): two runs of a study never train the same job."""
+
+    def __init__(self, root: Path, job: Job):
+        self.path = Path(root) / "jobs" / "locks" / f"{job.file_name}.lock"
+        self.job = job
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "w")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            raise StudyError(f"{self.job.id} is running in another process (lock {self.path})") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+        return False
 
 
 def _pretrain(study: Study, root: Path, job: Job, data_dir: str | None) -> None:

@@ -12,12 +12,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from aveyb.study.jobs import run_job
 
+    _die_with_parent()
     try:
         run_job(args[0], args[1])
     except Exception as err:  # recorded in STUDY_DIR/jobs/failed by run_job
         print(f"aveyb study: job {args[1]} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when the driver dies, so that no job outlives its study run
+    (a second run would otherwise train the same job twice). Elsewhere the job lock guards."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the driver died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":
