@@ -328,6 +328,7 @@ def test_cli_sweep_writes_the_table(bert, tmp_path, capsys):
     summary = json.loads((root / "summary.json").read_text())
     assert summary[0]["task"] == "sms_spam-sample" and set(summary[0]["lr_scores"]) == {"1e-3", "5e-4"}
     assert (root / "table.csv").read_text().splitlines()[0] == "model,sms_spam-sample"
+    assert not list(root.rglob("model")), "a sweep keeps scores only unless --save-models"
 
 
 def test_cli_reports_bad_data_without_a_traceback(bert, tmp_path, capsys):

@@ -116,6 +116,9 @@ def cmd_sweep(args) -> int:
     try:
         cfg = _config(args)
         lrs, seeds = _sweep_settings(args)
+        # a grid of tens of runs: keep only the scores unless asked (a mini model is ~150 MB a run)
+        if not any(item.split("=", 1)[0].strip() == "save_model" for item in args.overrides):
+            cfg = cfg.replace(save_model=bool(args.save_models))
     except ValueError as err:
         return _error("sweep", err)
     grid = sweep_grid(args.models, args.tasks, lrs, seeds)
@@ -217,6 +220,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the preset's, else 0..9")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
     p.add_argument("--no-report", action="store_true", help="do not write the report when the grid is done")
+    p.add_argument("--save-models", action="store_true",
+                   help="save every run's fine-tuned model to its folder (default: scores only)")
     _add_common(p)
     p.set_defaults(func=cmd_sweep)
 
