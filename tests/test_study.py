@@ -203,6 +203,9 @@ def test_a_tiny_study_end_to_end_then_a_rerun_skips_everything(tmp_path):
     assert summary["jobs"]["finished"] == summary["jobs"]["total"] == 10
     assert summary["pretraining"]["bert"]["params"]["non_embedding"] > 0
 
+    status = run_cli("status", str(out))
+    assert status.returncode == 0 and "10 job(s): 10 finished" in status.stdout
+
     before = _results(out)
     again = run_cli("run", str(spec), "--output-dir", str(out))
     assert again.returncode == 0 and "0 job(s) ran, 10 finished before" in again.stdout
@@ -287,6 +290,16 @@ def test_the_submitit_executor_runs_a_study_in_its_local_mode(tmp_path):
     assert (out / "pretrain" / "avey-b" / "final" / "config.json").is_file()
     assert (out / "finetune" / "avey-b" / "sentiment_rt-sample" / "lr1e-3" / "seed0" / "results.json").is_file()
     assert any((out / "submitit").rglob("*_result.pkl"))  # submitit ran the jobs and kept their results
+
+
+def test_a_dry_run_lists_the_jobs_and_runs_none(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("run", str(write_spec(tmp_path, tiny_spec())), "--output-dir", str(out), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "to run    pretrain/avey-b" in result.stdout and "10 job(s): 10 to run" in result.stdout
+    assert not out.exists()
+    bad = run_cli("run", "baselines", "--output-dir", str(out), "--dry-run", "--set", "finetune.seeds=[x]")
+    assert bad.returncode == 2 and "study.finetune.seeds must list integer seeds" in bad.stderr
 
 
 def test_a_study_directory_refuses_another_study(tmp_path):

@@ -49,8 +49,14 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--stage", action="append", choices=("pretrain", "finetune", "report"), default=None,
                    help="run only these stages (repeatable; default: all three)")
     p.add_argument("--variants", default=None, help="comma-separated subset of the variants")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and list every job (finished, failed, to run) without running any")
     _add_overrides(p)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("status", help="what has finished, failed or not run in a study directory")
+    p.add_argument("output_dir", metavar="DIR", help="a study directory")
+    p.set_defaults(func=_status)
 
     p = sub.add_parser("report", help="(re)write DIR/report: markdown, CSV and plots")
     p.add_argument("output_dir", metavar="DIR", help="a study directory")
@@ -131,6 +137,8 @@ def _run(args) -> int:
         for v in variants or []:
             study.variant(v)
         data_dir = resolve_data_dir(args.data_dir)
+        if args.dry_run:
+            return _dry_run(study, args.output_dir, variants, data_dir)
         if args.executor == "submitit":
             extra = {"slurm_partition": args.slurm_partition} if args.slurm_partition else {}
             executor = SubmititExecutor(args.cluster, data_dir=data_dir, timeout_min=args.timeout_min, **extra)
@@ -145,6 +153,61 @@ def _run(args) -> int:
     for job, error in outcome.failed.items():
         print(f"[aveyb study] FAILED {job}: {error}", file=sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def _job_table(study, root, variants, data_dir) -> list[tuple[str, str]]:
+    from pathlib import Path
+
+    from aveyb.study import jobs as J
+
+    failed = J.failures(Path(root))
+    rows = []
+    for job in [j for j in J.pretrain_jobs(study) if variants is None or j.variant in variants] + \
+            J.finetune_jobs(study, variants, data_dir):
+        state = "finished" if job.is_done(Path(root)) else "failed" if job.id in failed else "to run"
+        rows.append((job.id, state))
+    return rows
+
+
+def _print_jobs(rows) -> None:
+    from collections import Counter
+
+    for job, state in rows:
+        print(f"  {state:<9} {job}")
+    counts = Counter(state for _, state in rows)
+    print(f"{len(rows)} job(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+def _dry_run(study, root, variants, data_dir) -> int:
+    from pathlib import Path
+
+    from aveyb.study import jobs as J
+
+    if (Path(root) / J.SPEC_FILE).is_file():
+        stored = J.load(Path(root))
+        if stored.to_dict() != study.to_dict():
+            print(f"note: {root} holds a study that differs from this one; `run` checks whether it may continue")
+    print(f"study {study.name} ({study.scale}), {len(study.variants)} variants, reference {study.reference}; "
+          f"output {root}")
+    _print_jobs(_job_table(study, root, variants, data_dir))
+    return 0
+
+
+def _status(args) -> int:
+    from pathlib import Path
+
+    from aveyb.study import jobs as J
+    from aveyb.study.spec import StudyError
+
+    try:
+        study = J.load(Path(args.output_dir))
+        rows = _job_table(study, args.output_dir, None, J.remembered_data_dir(Path(args.output_dir)))
+    except StudyError as err:
+        return _fail(str(err))
+    _print_jobs(rows)
+    for job, record in J.failures(Path(args.output_dir)).items():
+        print(f"failed {job}: {record['error']}")
+    return 0
 
 
 def _report(args) -> int:
