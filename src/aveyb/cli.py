@@ -19,6 +19,7 @@ _STAGES = (
     "aveyb.baselines.cli",   # params
     "aveyb.bench.cli",       # bench
     "aveyb.convert",         # convert
+    "aveyb.export",          # export (ONNX)
 )
 
 

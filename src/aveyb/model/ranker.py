@@ -17,6 +17,13 @@ from torch import Tensor
 _MAXSIM_CHUNK_ELEMENTS = 1 << 26
 
 
+def _exporting() -> bool:
+    """True inside ``torch.export`` (the ONNX exporter, aveyb.export): shape-dependent Python
+    branches then take a form valid for every length, with the same result."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
 def split_sequence(x: Tensor, mask: Tensor | None, split_size: int) -> tuple[Tensor, Tensor]:
     """Right-pad (B, T, d) to a multiple of S with zero rows and cut into (B, N, S, d) splits.
 
@@ -26,10 +33,10 @@ def split_sequence(x: Tensor, mask: Tensor | None, split_size: int) -> tuple[Ten
     batch, length, width = x.shape
     if mask is None:
         mask = torch.ones(batch, length, dtype=torch.bool, device=x.device)
-    n_splits = -(-length // split_size)
+    n_splits = (length + split_size - 1) // split_size  # not -(-T // S): exported as truncating division
     pad = n_splits * split_size - length
     x = x * mask.unsqueeze(-1).to(x.dtype)
-    if pad:
+    if _exporting() or pad:  # exported graphs always pad (by 0 rows when T is a multiple of S)
         x = torch.nn.functional.pad(x, (0, 0, 0, pad))
         mask = torch.nn.functional.pad(mask, (0, pad), value=False)
     return x.view(batch, n_splits, split_size, width), mask.view(batch, n_splits, split_size)
@@ -52,10 +59,13 @@ def maxsim_scores(xs: Tensor, ms: Tensor, eps: float, left_only: bool = False) -
     xn = cosine_normalize(xs.to(compute_dtype), eps)
     # Skipping the masking work when nothing is padded needs a host sync; compiled graphs always mask.
     padded = torch.compiler.is_compiling() or not bool(ms.all())
-    chunk = max(1, _MAXSIM_CHUNK_ELEMENTS // max(1, batch * split_size * n_splits * split_size))
+    if _exporting():  # one chunk: a loop over a symbolic number of splits would fix the length
+        bounds = [(0, n_splits)]
+    else:
+        chunk = max(1, _MAXSIM_CHUNK_ELEMENTS // max(1, batch * split_size * n_splits * split_size))
+        bounds = [(start, min(start + chunk, n_splits)) for start in range(0, n_splits, chunk)]
     scores = []
-    for start in range(0, n_splits, chunk):
-        stop = min(start + chunk, n_splits)
+    for start, stop in bounds:
         n_keys = stop if left_only else n_splits
         queries = xn[:, start:stop]  # (B, c, S, d)
         keys = xn[:, :n_keys].reshape(batch, n_keys * split_size, width)
@@ -91,7 +101,9 @@ def select_top_splits(scores: Tensor, candidates: Tensor, k: int) -> tuple[Tenso
     """
     batch, n_splits, _ = scores.shape
     masked = scores.masked_fill(~candidates, float("-inf"))
-    if n_splits < k:  # fewer splits than slots: pad with impossible candidates
+    if _exporting():  # the same picks for any number of splits: k impossible candidates more
+        masked = torch.nn.functional.pad(masked, (0, k), value=float("-inf"))
+    elif n_splits < k:  # fewer splits than slots: pad with impossible candidates
         masked = torch.nn.functional.pad(masked, (0, k - n_splits), value=float("-inf"))
     top_scores, top_idx = masked.topk(k, dim=-1)  # descending; invalid picks sort last
     top_valid = torch.isfinite(top_scores)
