@@ -158,3 +158,15 @@ def test_unknown_architecture_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="architectures"):
         export_onnx(tmp_path, tmp_path / "onnx")
+
+
+def test_a_length_fixed_by_the_exporter_is_refused(tmp_path, monkeypatch):
+    """Without the ranker's export branches torch.export cannot keep the length symbolic and
+    torch.onnx falls back to the example's length: export_onnx must say so, not save it silently."""
+    import aveyb.model.ranker as ranker
+
+    monkeypatch.setattr(ranker, "_exporting", lambda: False)
+    model = aveyb.AveyBModel(aveyb.preset_config("tiny", vocab_size=VOCAB))
+    model.save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match="fixed axis"):
+        export_onnx(tmp_path, tmp_path / "onnx", verify=False)

@@ -107,6 +107,7 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, opset: int | None
             dynamic_shapes={"input_ids": dims, "attention_mask": dims},
             external_data=size > (1 << 30),  # protobuf's 2 GB limit: big weights go to model.onnx.data
             verbose=False, **kwargs)
+    check_dynamic_axes(path)
     copy_side_files(model_dir, output_dir)
     if verify:
         error = verify_onnx(model, path, outputs)
@@ -115,6 +116,21 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, opset: int | None
         if not error < 1e-3:
             raise RuntimeError(f"{path}: ONNX Runtime outputs differ from PyTorch (max relative error {error:.2e})")
     return path
+
+
+def check_dynamic_axes(path: str | Path) -> None:
+    """Raise if the exporter fixed the batch or sequence axis of an input (when torch.export
+    refuses a symbolic length, torch.onnx falls back to the example's length, with only a warning)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim
+        fixed = [i for i, d in enumerate(dims) if not d.dim_param]
+        if fixed:
+            shape = [d.dim_param or d.dim_value for d in dims]
+            raise RuntimeError(f"{path}: input {value.name} has shape {shape}: the exporter fixed axis "
+                               f"{fixed} instead of keeping it dynamic")
 
 
 def copy_side_files(model_dir: Path, output_dir: Path) -> list[str]:
