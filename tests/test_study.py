@@ -276,6 +276,30 @@ def test_resume_after_a_kill_in_pretraining_and_in_finetuning(tmp_path):
     assert len(list((out / "finetune").rglob("results.json"))) == 3
 
 
+def test_sigterm_stops_a_study_cleanly_and_it_resumes(tmp_path):
+    spec = write_spec(tmp_path, tiny_spec(
+        variants=[{"name": "avey-b"}], claims=[], token_budget=256 * 400,
+        pretrain={**TINY_PRETRAIN, "checkpoint_every": 20, "eval_every": 100, "log_every": 20},
+        finetune=dict(tasks=["sentiment_rt-sample"], preset="ci", settings={"save_model": False}, lrs=[1e-3],
+                      seeds=[0])))
+    out = tmp_path / "out"
+    ckpts = out / "pretrain" / "avey-b" / "checkpoints"
+    proc = _start(spec, out)
+    deadline = time.time() + 300
+    while not (ckpts.is_dir() and any(p.name.startswith("step") for p in ckpts.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, "the study ended before it could be stopped"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # the driver only: it stops its jobs itself
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1 and "stopped by a signal" in output, output[-2000:]
+    assert "not started" not in output and not (out / "finetune").exists()
+    assert "was interrupted" in (out / "logs" / "pretrain__avey-b.log").read_text()
+    again = run_cli("run", str(spec), "--output-dir", str(out))
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "resumed from" in (out / "logs" / "pretrain__avey-b.log").read_text()
+    assert not list((out / "jobs" / "failed").glob("*.json"))  # the interruption is cleared by the finished job
+
+
 def test_the_submitit_executor_runs_a_study_in_its_local_mode(tmp_path):
     pytest.importorskip("submitit")
     spec = write_spec(tmp_path, tiny_spec(

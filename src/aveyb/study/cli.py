@@ -152,6 +152,8 @@ def _run(args) -> int:
           f"{len(outcome.failed)} failed, {len(outcome.blocked)} waiting on failed pretraining")
     for job, error in outcome.failed.items():
         print(f"[aveyb study] FAILED {job}: {error}", file=sys.stderr)
+    if outcome.stopped:
+        print("[aveyb study] stopped by a signal: run the same command again to resume", file=sys.stderr)
     return 0 if outcome.ok else 1
 
 

@@ -51,6 +51,10 @@ class LocalExecutor:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopping
+
     def _stop(self, signum, frame) -> None:
         self._stopping = True
         self.log(f"[aveyb study] signal {signum}: stopping the running job(s); run the study again to resume")
@@ -68,9 +72,8 @@ class LocalExecutor:
         def one(index_job):
             index, job = index_job
             slot = free.get()
-            if self._stopping:
+            if self._stopping:  # not a failure: the next run starts it
                 free.put(slot)
-                failed[job.id] = "not started: the study was stopped"
                 return
             try:
                 where = f" on GPU {slot['CUDA_VISIBLE_DEVICES']}" if slot else ""

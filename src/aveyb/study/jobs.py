@@ -266,6 +266,9 @@ def _pretrain(study: Study, root: Path, job: Job, data_dir: str | None) -> None:
     latest = ckpt.find_latest(out / "checkpoints") if (out / "checkpoints").is_dir() else None
     started = time.time()
     code = pretrain(cfg, out, resume=latest is not None)
+    if code in (128 + 2, 128 + 15):  # SIGINT / SIGTERM: a checkpoint was written
+        raise RuntimeError(f"pretraining {job.variant} was interrupted (exit code {code}); it resumes from its "
+                           f"last checkpoint when the study runs again")
     if code != 0:
         raise RuntimeError(f"pretraining {job.variant} stopped with exit code {code}")
     done = {"variant": job.variant, "resumed_from": latest.name if latest else None,

@@ -17,11 +17,12 @@ class StudyOutcome:
     skipped: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)     # job id -> error
     blocked: list = field(default_factory=list)    # fine-tuning jobs of variants whose pretraining failed
+    stopped: bool = False                          # a signal stopped the run; running it again resumes
     report: Path | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.blocked
+        return not self.failed and not self.blocked and not self.stopped
 
 
 def run_study(study: Study, root: str | Path, executor, stages=("pretrain", "finetune", "report"),
@@ -35,7 +36,8 @@ def run_study(study: Study, root: str | Path, executor, stages=("pretrain", "fin
     if "pretrain" in stages:
         todo = [j for j in J.pretrain_jobs(study) if variants is None or j.variant in variants]
         _run(executor, root, todo, outcome, log, "pretraining")
-    if "finetune" in stages:
+    outcome.stopped = bool(getattr(executor, "stopped", False))
+    if "finetune" in stages and not outcome.stopped:
         todo, ready = [], {}
         for job in jobs_to_finetune:
             if job.variant not in ready:
@@ -49,6 +51,7 @@ def run_study(study: Study, root: str | Path, executor, stages=("pretrain", "fin
             names = sorted({b.split("/")[1] for b in outcome.blocked})
             log(f"[aveyb study] {len(outcome.blocked)} fine-tuning job(s) wait for pretraining of {names}")
         _run(executor, root, todo, outcome, log, "fine-tuning")
+        outcome.stopped = bool(getattr(executor, "stopped", False))
     if "report" in stages:
         try:
             from aveyb.study.report import write_report
@@ -71,4 +74,4 @@ def _run(executor, root: Path, todo: list, outcome: StudyOutcome, log, stage: st
         return
     failed = executor.run(root, pending)
     outcome.failed.update(failed)
-    outcome.ran += [j.id for j in pending if j.id not in failed]
+    outcome.ran += [j.id for j in pending if j.id not in failed and j.is_done(root)]
