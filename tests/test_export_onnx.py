@@ -31,6 +31,14 @@ CASES = [
 ]
 HEADS = ["AveyBModel", "AveyBForSequenceClassification", "AveyBForTokenClassification",
          "AveyBForQuestionAnswering"]
+# Ablations whose graphs differ: uncompressed windows (zero rows in the layers), softmax/coupled
+# mixers with the "both" ranker, no retrieval at all.
+VARIANTS = {
+    "uncompressed": dict(compression=False),
+    "coupled_softmax_both": dict(layer_arrangement="coupled", dynamic_norm="softmax", ranker_direction="both",
+                                 split_weighting="max"),
+    "top_k_0": dict(top_k=0),
+}
 
 
 def _batch(lengths, seed=0):
@@ -46,24 +54,26 @@ def exported(tmp_path_factory):
     """head name -> (eager model, session, output names), each exported once."""
     cache = {}
 
-    def get(name):
-        if name not in cache:
+    def get(name, variant=None):
+        key = (name, variant)
+        if key not in cache:
             torch.manual_seed(0)
-            config = aveyb.preset_config("tiny", vocab_size=VOCAB, num_labels=3)
+            config = aveyb.preset_config("tiny", vocab_size=VOCAB, num_labels=3, **VARIANTS.get(variant, {}))
             model = getattr(aveyb, name)(config).eval()
-            src = tmp_path_factory.mktemp(name)
+            src = tmp_path_factory.mktemp(f"{name}_{variant}")
             model.save_pretrained(src)
             path = export_onnx(src, src / "onnx", verify=False)
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            cache[name] = model, session, HEAD_OUTPUTS[name]
-        return cache[name]
+            cache[key] = model, session, HEAD_OUTPUTS[name]
+        return cache[key]
 
     return get
 
 
-@pytest.mark.parametrize("name", HEADS)
-def test_onnx_matches_pytorch_on_padded_batches(exported, name):
-    model, session, outputs = exported(name)
+@pytest.mark.parametrize("name, variant", [(head, None) for head in HEADS]
+                         + [("AveyBForTokenClassification", v) for v in VARIANTS])
+def test_onnx_matches_pytorch_on_padded_batches(exported, name, variant):
+    model, session, outputs = exported(name, variant)
     assert [o.name for o in session.get_outputs()] == list(outputs)
     worst = 0.0
     for i, lengths in enumerate(CASES):
@@ -78,8 +88,8 @@ def test_onnx_matches_pytorch_on_padded_batches(exported, name):
             per_token = name != "AveyBForSequenceClassification"
             error = relative_error(value, expected, real if per_token else None)
             worst = max(worst, error)
-            assert error < TOLERANCE, f"{name}.{out_name} lengths {lengths}: relative error {error:.2e}"
-    print(f"{name}: max relative error {worst:.2e}")
+            assert error < TOLERANCE, f"{name}.{out_name} ({variant}) lengths {lengths}: relative error {error:.2e}"
+    print(f"{name} ({variant or 'default'}): max relative error {worst:.2e}")
 
 
 def test_dynamic_axes_in_graph_and_other_shapes(exported):

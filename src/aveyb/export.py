@@ -18,6 +18,14 @@ the length symbolic and refuses, at export time, any branch that would fix it; u
 also the default exporter since torch 2.9 (the TorchScript one is deprecated). It needs
 ``onnxscript`` (in the ``export`` extra).
 
+The exporter's graph optimizer (onnxscript's, ``optimize=True``) is off: it removes additions
+of a tiny constant such as ``+ eps`` with eps = 1e-12, so ``x / (‖x‖ + eps)`` and the RMSNorm
+of an all-zero row (padding, the empty slots of an uncompressed window) gave NaN that the
+mixers spread to real tokens. ONNX Runtime still applies its own graph optimizations.
+
+The exported ranker computes MaxSim in one chunk (the eager model chunks it to bound memory):
+its memory grows as batch · T² (256 MB in fp32 for one 8,192-token row).
+
 After export the graph is checked with ONNX Runtime against eager PyTorch on a right-padded
 batch of a size and lengths other than the export example's (``--no-verify`` skips it).
 """
@@ -106,6 +114,7 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, opset: int | None
             input_names=list(INPUT_NAMES), output_names=list(outputs),
             dynamic_shapes={"input_ids": dims, "attention_mask": dims},
             external_data=size > (1 << 30),  # protobuf's 2 GB limit: big weights go to model.onnx.data
+            optimize=False,  # onnxscript's optimizer drops `x + 1e-12` (eps): 0 / (0 + eps) became NaN
             verbose=False, **kwargs)
     check_dynamic_axes(path)
     copy_side_files(model_dir, output_dir)
