@@ -28,6 +28,8 @@ its memory grows as batch · T² (256 MB in fp32 for one 8,192-token row).
 
 After export the graph is checked with ONNX Runtime against eager PyTorch on a right-padded
 batch of a size and lengths other than the export example's (``--no-verify`` skips it).
+Like ``torch.compile``, the graph skips the model's input checks (ids in range, mask values,
+no left padding): callers must pad on the right.
 """
 
 from __future__ import annotations
