@@ -51,18 +51,9 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PredictError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise PredictError(f"{path}: line {lineno} is not a JSON object (one {{...}} per line)")
-            rows.append(row)
+    from aveyb.tasks.data import read_jsonl  # every malformed line reported at once, as for training data
+
+    rows = read_jsonl(path)
     if not rows:
         raise PredictError(f"{path}: no rows")
     return rows
