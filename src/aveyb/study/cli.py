@@ -158,17 +158,9 @@ def _run(args) -> int:
 
 
 def _job_table(study, root, variants, data_dir) -> list[tuple[str, str]]:
-    from pathlib import Path
+    from aveyb.study.jobs import job_states
 
-    from aveyb.study import jobs as J
-
-    failed = J.failures(Path(root))
-    rows = []
-    for job in [j for j in J.pretrain_jobs(study) if variants is None or j.variant in variants] + \
-            J.finetune_jobs(study, variants, data_dir):
-        state = "finished" if job.is_done(Path(root)) else "failed" if job.id in failed else "to run"
-        rows.append((job.id, state))
-    return rows
+    return [(job.id, state) for job, state in job_states(study, root, variants, data_dir)]
 
 
 def _print_jobs(rows) -> None:

@@ -154,6 +154,16 @@ def failures(root: Path) -> dict[str, dict]:
     return out
 
 
+def job_states(study: Study, root: Path, variants: list[str] | None = None,
+               data_dir: str | None = None) -> list[tuple[Job, str]]:
+    """Every job of the study with its state: ``finished``, ``failed`` (its last attempt) or ``to run``."""
+    root = Path(root)
+    failed = failures(root)
+    jobs = [j for j in pretrain_jobs(study) if variants is None or j.variant in variants]
+    jobs += finetune_jobs(study, variants, data_dir)
+    return [(j, "finished" if j.is_done(root) else "failed" if j.id in failed else "to run") for j in jobs]
+
+
 def record_failure(root: Path, job: Job, error: str, trace: str = "") -> None:
     path = failure_path(root, job)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,16 +181,16 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> str | None:
     return str(Path(value).resolve()) if value else None
 
 
-def _fill_data_dir(value, data_dir: str | None):
+def fill_data_dir(value, data_dir: str | None):
     if isinstance(value, str) and DATA_DIR_PLACEHOLDER in value:
         if data_dir is None:
             raise StudyError(f"{value!r} needs the data directory: pass --data-dir or set AVEYB_DATA_DIR "
                              f"(the folder holding corpus/ and tasks/)")
         return value.replace(DATA_DIR_PLACEHOLDER, data_dir)
     if isinstance(value, dict):
-        return {k: _fill_data_dir(v, data_dir) for k, v in value.items()}
+        return {k: fill_data_dir(v, data_dir) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill_data_dir(v, data_dir) for v in value]
+        return [fill_data_dir(v, data_dir) for v in value]
     return value
 
 
@@ -260,7 +270,7 @@ def _pretrain(study: Study, root: Path, job: Job, data_dir: str | None) -> None:
     from aveyb.pretrain.config import PretrainConfig
     from aveyb.pretrain.loop import pretrain
 
-    values = _fill_data_dir(study.pretrain_values(study.variant(job.variant)), data_dir)
+    values = fill_data_dir(study.pretrain_values(study.variant(job.variant)), data_dir)
     cfg = PretrainConfig.from_dict(values)
     out = job.directory(root)
     latest = ckpt.find_latest(out / "checkpoints") if (out / "checkpoints").is_dir() else None

@@ -57,7 +57,7 @@ def pretraining_summary(study: Study, root: Path) -> dict[str, dict[str, Any]]:
                 row["val_loss"], row["val_accuracy"] = val[-1]["val_loss"], val[-1]["val_accuracy"]
             row["finished"] = J.Job("pretrain", v.name).is_done(root)
         try:
-            row["params"] = _parameters(J.model_path(study, root, v.name), v, study)
+            row["params"] = _parameters(J.model_path(study, root, v.name), v, study, root)
         except Exception as err:  # a model not built yet, or a package not installed here
             row["params"] = None
             row["params_error"] = f"{type(err).__name__}: {err}"
@@ -75,15 +75,18 @@ def _train_time(train: list[dict]) -> float | None:
     return total or None
 
 
-def _parameters(path: str, variant, study: Study) -> dict[str, int]:
+def _parameters(path: str, variant, study: Study, study_root: Path) -> dict[str, int]:
     from aveyb.baselines.params import build_on_meta, count_parameters
 
     final = Path(path)
     if variant.needs_pretraining and not (final / "config.json").is_file():
-        cfg = study.pretrain_config(variant)
         from aveyb.data.tokenizer import load_tokenizer, model_vocab_size
+        from aveyb.pretrain.config import PretrainConfig
 
-        vocab = model_vocab_size(load_tokenizer(cfg.tokenizer)) if "{data_dir}" not in cfg.tokenizer else 4096
+        # not pretrained yet: the variant's model as it will be built, with the study's tokenizer
+        values = J.fill_data_dir(study.pretrain_values(variant), J.remembered_data_dir(study_root))
+        cfg = PretrainConfig.from_dict(values)
+        vocab = model_vocab_size(load_tokenizer(cfg.tokenizer))
         return count_parameters(build_on_meta(cfg.arch, cfg.model_preset, vocab, **cfg.model_overrides))
     import torch
     from transformers import AutoConfig
@@ -233,12 +236,11 @@ def write_report(root: str | Path, plots: bool = True) -> Path:
 
 
 def _job_status(study: Study, root: Path) -> dict:
-    all_jobs = J.pretrain_jobs(study) + J.finetune_jobs(study, data_dir=J.remembered_data_dir(root))
-    failed = J.failures(root)
-    done = [j.id for j in all_jobs if j.is_done(root)]
-    return {"total": len(all_jobs), "finished": len(done),
-            "failed": {k: v["error"] for k, v in failed.items()},
-            "not_run": [j.id for j in all_jobs if j.id not in done and j.id not in failed]}
+    states = J.job_states(study, root, data_dir=J.remembered_data_dir(root))
+    errors = {k: v["error"] for k, v in J.failures(root).items()}
+    return {"total": len(states), "finished": sum(state == "finished" for _, state in states),
+            "failed": {j.id: errors[j.id] for j, state in states if state == "failed"},
+            "not_run": [j.id for j, state in states if state == "to run"]}
 
 
 def _count(x) -> str:

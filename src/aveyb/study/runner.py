@@ -65,8 +65,9 @@ def run_study(study: Study, root: str | Path, executor, stages=("pretrain", "fin
 
 
 def _run(executor, root: Path, todo: list, outcome: StudyOutcome, log, stage: str) -> None:
-    pending = [j for j in todo if not j.is_done(root)]
-    outcome.skipped += [j.id for j in todo if j.is_done(root)]
+    done = {j.id for j in todo if j.is_done(root)}
+    pending = [j for j in todo if j.id not in done]
+    outcome.skipped += [j.id for j in todo if j.id in done]
     if not todo:
         return
     log(f"[aveyb study] {stage}: {len(pending)} job(s) to run, {len(todo) - len(pending)} finished before")
