@@ -89,7 +89,8 @@ def finetune_jobs(study: Study, variants: list[str] | None = None, data_dir: str
             continue
         for task in study.finetune.tasks:
             family = families[task]
-            for lr in study.finetune.lrs_for(task, family):
+            lrs = [float(x) for x in v.lrs] if v.lrs is not None else study.finetune.lrs_for(task, family)
+            for lr in lrs:
                 for seed in study.finetune.seeds:
                     jobs.append(Job("finetune", v.name, task, lr, seed))
     return jobs

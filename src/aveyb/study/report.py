@@ -348,6 +348,9 @@ def _recipe(study: Study) -> list[str]:
             out.append("variant overrides: " + "; ".join(changed))
     ft = study.finetune
     lrs = ", ".join(f"{k} {v}" for k, v in ft.lrs.items()) if isinstance(ft.lrs, dict) else str(ft.lrs)
+    own = [f"{v.name} {v.lrs}" for v in study.variants if v.lrs is not None]
+    if own:
+        lrs += " (" + ", ".join(own) + ")"
     settings = ", ".join(f"{k}={v}" for k, v in ft.settings.items() if k not in ("progress", "save_model"))
     out.append(f"fine-tuning: tasks {', '.join(ft.tasks)}; learning rates {lrs}; seeds {ft.seeds}; "
                f"preset {ft.preset or '-'}; {settings}")

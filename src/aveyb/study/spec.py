@@ -33,6 +33,7 @@ class Variant:
     model: dict = field(default_factory=dict)      # config overrides of the architecture's size preset
     pretrain: dict = field(default_factory=dict)   # overrides of the shared pretraining recipe
     pretrained: str | None = None                  # fine-tune this checkpoint as is (no pretraining)
+    lrs: list | None = None                        # this variant's fine-tuning learning rates (default: the study's)
     description: str = ""
 
     @property
@@ -128,6 +129,9 @@ class Study:
                          "must be a path, a Hub id or package:NAME")
                 _require(not v.model and not v.pretrain, where,
                          "a pretrained variant is fine-tuned as is: it takes no 'model' or 'pretrain' overrides")
+            if v.lrs is not None:
+                _require(_positive_numbers(v.lrs), f"{where}.lrs",
+                         f"must be a list of positive learning rates, got {v.lrs!r}")
         _require(self.reference in seen, "study.reference", f"{self.reference!r} is not a variant; variants: {sorted(seen)}")
         _require(isinstance(self.pretrain, dict), "study.pretrain", "must be a mapping of PretrainConfig fields")
         if self.token_budget is not None:
@@ -154,9 +158,7 @@ class Study:
                  "study.finetune.seeds", f"must list integer seeds, got {ft.seeds!r}")
         grids = ft.lrs.values() if isinstance(ft.lrs, dict) else [ft.lrs]
         for grid in grids:
-            _require(isinstance(grid, list) and grid and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                             and x > 0 for x in grid),
-                     "study.finetune.lrs", f"must be a list of positive learning rates (or a mapping of them), got {ft.lrs!r}")
+            _require(_positive_numbers(grid), "study.finetune.lrs", f"must be a list of positive learning rates (or a mapping of them), got {ft.lrs!r}")
         _require(isinstance(ft.task_settings, dict), "study.finetune.task_settings", "must map task names to settings")
         for task in ft.task_settings:
             _require(task in ft.tasks, f"study.finetune.task_settings.{task}", f"is not one of the tasks {ft.tasks}")
@@ -243,6 +245,11 @@ def apply_overrides(study: Study, items: list[str]) -> Study:
             node = node[part]
         node[parts[-1]] = value
     return Study.from_dict(data)
+
+
+def _positive_numbers(grid) -> bool:
+    return isinstance(grid, list) and bool(grid) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in grid)
 
 
 def _require(ok, where: str, message: str) -> None:
