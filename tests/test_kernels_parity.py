@@ -149,6 +149,30 @@ def test_scaled_enricher_weight_follows_changes(inference):
     assert torch.equal(second, w * g[None, :]) and not torch.equal(second, first)
 
 
+@needs_triton
+@pytest.mark.parametrize("optimizer", ["adamw_fused", "adamw_foreach", "sgd"])
+def test_scaled_enricher_weight_follows_optimizer_steps(optimizer):
+    """An optimizer step empties the cache. The fused AdamW step does not bump the version counter,
+    so an evaluation between training steps read the first evaluation's enricher weight (the
+    in-loop validation loss of a CUDA pretraining run rose while the model improved)."""
+    from aveyb.kernels import gemm
+    from aveyb.model.configuration_aveyb import preset_config
+    from aveyb.model.layers import AveyBLayer
+
+    layer = AveyBLayer(preset_config("tiny"), "static")
+    params = list(layer.parameters())
+    opt = {"adamw_fused": lambda: torch.optim.AdamW(params, lr=0.1, fused=True),
+           "adamw_foreach": lambda: torch.optim.AdamW(params, lr=0.1, foreach=True),
+           "sgd": lambda: torch.optim.SGD(params, lr=0.1)}[optimizer]()
+    first = gemm.scaled_enricher_weight(layer, torch.float32)
+    (layer.enricher.weight.sum() + layer.norm.weight.sum()).backward()
+    opt.step()
+    w, g = layer.enricher.weight, layer.norm.weight
+    second = gemm.scaled_enricher_weight(layer, torch.float32)
+    assert not torch.equal(second, first)
+    assert torch.allclose(second, (w * g[None, :]).detach())
+
+
 @pytest.mark.parametrize("op", [torch.mm, torch.bmm], ids=["mm", "bmm"])
 def test_product_fp32_result_dtype(op):
     """The weight-gradient products: 16-bit inputs give an fp32 result (on CPU the upcast product),

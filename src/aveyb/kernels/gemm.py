@@ -26,6 +26,7 @@ import weakref
 import torch
 import triton
 import triton.language as tl
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, tunable
 
@@ -438,8 +439,20 @@ def _bucket(rows: int) -> int:
 _SCALED_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _forget_scaled_weights(optimizer, args, kwargs) -> None:
+    _SCALED_WEIGHTS.clear()
+
+
+# The version counter alone misses optimizer updates: the fused AdamW step (torch's default for
+# CUDA parameters in our loops) writes the parameters without bumping it, so an evaluation after
+# training steps read the enricher weight of the first evaluation. Every optimizer step therefore
+# empties the cache.
+register_optimizer_step_post_hook(_forget_scaled_weights)
+
+
 def scaled_enricher_weight(layer, dtype: torch.dtype) -> torch.Tensor:
-    """W_e · diag(g) in ``dtype``, cached per layer until either parameter changes (version counter).
+    """W_e · diag(g) in ``dtype``, cached per layer until either parameter changes: an optimizer
+    step (any ``torch.optim`` optimizer) or an in-place edit that bumps the version counter.
 
     Parameters created under ``torch.inference_mode`` have no version counter, so an in-place change
     to them could not be seen: for those it is computed afresh at every call (one small product)."""
