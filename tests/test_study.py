@@ -19,6 +19,7 @@ from aveyb.study.builtin import BUILTIN, SCALE_RECIPES, builtin_study
 from aveyb.study.claims import CLAIMS
 from aveyb.study.jobs import Job, finetune_jobs, pretrain_jobs
 from aveyb.study.report import bootstrap_difference, compare, evaluate_claims
+from aveyb.study.spec import apply_overrides
 
 TINY_PRETRAIN = dict(
     model_preset="tiny", tokenizer="bundled:bpe-4k", sources=[{"type": "bundled"}], seq_len=32,
@@ -214,6 +215,16 @@ def test_a_tiny_study_end_to_end_then_a_rerun_skips_everything(tmp_path):
     rebuilt = run_cli("report", str(out), "--no-plots")
     assert rebuilt.returncode == 0 and (out / "report" / "report.md").is_file()
 
+    # another study with the same jobs under other names runs nothing and says where its results came from
+    renamed = tiny_spec(name="renamed", reference="ref", variants=[
+        {"name": "ref", "model": {"layer_arrangement": "interleaved_static_first"}}, {"name": "bert", "arch": "bert"}])
+    second = tmp_path / "second"
+    reused = run_cli("run", str(write_spec(tmp_path, renamed)), "--output-dir", str(second), "--reuse", str(out))
+    assert reused.returncode == 0 and "0 job(s) ran, 0 finished before, 10 reused" in reused.stdout, reused.stdout[-2000:]
+    text = (second / "report" / "report.md").read_text()
+    assert "## Jobs reused from other studies" in text and "10 job(s)" in text
+    assert _results(second).keys() == {k.replace("avey-b", "ref") for k in before}
+
 
 def test_a_failed_job_leaves_the_others_finished_and_exits_non_zero(tmp_path):
     spec = tiny_spec(variants=[{"name": "avey-b"}, {"name": "ghost", "pretrained": str(tmp_path / "no-such-model")}],
@@ -344,11 +355,95 @@ def test_job_ids_round_trip():
 
 
 def test_a_job_running_elsewhere_is_not_started_twice(tmp_path):
-    from aveyb.study.jobs import _job_lock, prepare, run_job
+    from aveyb.study.jobs import job_lock, prepare, run_job
 
     prepare(Study.from_dict(tiny_spec()), tmp_path)
     job = Job("pretrain", "avey-b")
-    with _job_lock(tmp_path, job):
+    with job_lock(tmp_path, job):
         with pytest.raises(StudyError, match="pretrain/avey-b is running in another process"):
             run_job(tmp_path, job.id)
     assert not (tmp_path / "pretrain" / "avey-b" / "checkpoints").exists()
+
+
+# ---- reuse between studies ---------------------------------------------------------------------
+
+def test_jobs_that_compute_the_same_thing_have_the_same_key_across_studies():
+    from aveyb.study.reuse import job_key
+
+    base, arrange, norm = (builtin_study(n, "micro") for n in ("baselines", "layer_arrangement", "dynamic_norm"))
+    ref = job_key(base, Job("pretrain", "avey-b"))
+    assert job_key(arrange, Job("pretrain", "interleaved_static_first")) == ref
+    assert job_key(norm, Job("pretrain", "sum")) == ref
+    assert job_key(arrange, Job("pretrain", "static_only")) != ref
+    assert job_key(norm, Job("pretrain", "softmax")) != ref
+    minilm = Job("finetune", "minilm", "pos_brown", 5e-4, 0)
+    assert job_key(base, minilm) == job_key(norm, minilm)
+    tuned = Job("finetune", "avey-b", "pos_brown", 2e-3, 1)
+    assert job_key(base, tuned) == job_key(arrange, Job("finetune", "interleaved_static_first", "pos_brown", 2e-3, 1))
+    assert job_key(base, tuned) != job_key(base, Job("finetune", "avey-b", "pos_brown", 2e-3, 2))
+    assert job_key(base, tuned) != job_key(base, Job("finetune", "bert", "pos_brown", 2e-3, 1))
+    longer = apply_overrides(base, ["finetune.settings.max_steps=400"])
+    assert job_key(longer, tuned) != job_key(base, tuned)
+    other_budget = apply_overrides(base, ["token_budget=4096000"])
+    assert job_key(other_budget, Job("pretrain", "avey-b")) != ref
+
+
+def _fake_finished(root: Path, study: Study, jobs: list[Job]) -> None:
+    from aveyb.study.jobs import prepare
+
+    prepare(study, root)
+    for job in jobs:
+        d = job.directory(root)
+        if job.kind == "pretrain":
+            (d / "final").mkdir(parents=True)
+            (d / "final" / "config.json").write_text("{}")
+            (d / "metrics.jsonl").write_text('{"step": 1, "loss": 5.0}\n')
+            (d / "checkpoints" / "step_1").mkdir(parents=True)
+        else:
+            d.mkdir(parents=True)
+            (d / "results.json").write_text(json.dumps({"task": job.task, "seed": job.seed}))
+
+
+def test_reuse_copies_the_finished_jobs_of_another_study_and_only_those(tmp_path):
+    from aveyb.study.reuse import REUSED_FILE, reuse
+
+    spec = tiny_spec()
+    first = Study.from_dict(spec)
+    done = [Job("pretrain", "avey-b"), Job("finetune", "avey-b", "sentiment_rt-sample", 1e-3, 0),
+            Job("finetune", "bert", "sentiment_rt-sample", 1e-3, 0)]
+    _fake_finished(tmp_path / "a", first, done)
+    # the same reference under another name (its default arrangement spelled out), and bert pretrained longer
+    second = Study.from_dict({**spec, "name": "other", "reference": "ref", "variants": [
+        {"name": "ref", "model": {"layer_arrangement": "interleaved_static_first"}},
+        {"name": "bert", "arch": "bert", "pretrain": {"max_steps": 40}}]})
+    copied = reuse(second, tmp_path / "b", [tmp_path / "a"], log=lambda m: None)
+    assert sorted(copied) == ["finetune/ref/sentiment_rt-sample/lr1e-3/seed0", "pretrain/ref"]
+    ref = tmp_path / "b" / "pretrain" / "ref"
+    assert (ref / "final" / "config.json").is_file() and (ref / "metrics.jsonl").is_file()
+    assert not (ref / "checkpoints").exists()
+    origin = json.loads((ref / REUSED_FILE).read_text())
+    assert origin["job"] == "pretrain/avey-b" and Path(origin["study_dir"]) == (tmp_path / "a").resolve()
+    assert not (tmp_path / "b" / "finetune" / "bert").exists()   # other pretraining: other job
+    assert reuse(second, tmp_path / "b", [tmp_path / "a"], log=lambda m: None) == []  # already here
+
+
+def test_a_dry_run_shows_what_would_be_reused_and_a_bad_reuse_dir_is_an_error(tmp_path):
+    spec = tiny_spec()
+    _fake_finished(tmp_path / "a", Study.from_dict(spec), [Job("pretrain", "avey-b")])
+    path = write_spec(tmp_path, {**spec, "name": "other"})
+    shown = run_cli("run", str(path), "--output-dir", str(tmp_path / "b"), "--reuse", str(tmp_path / "a"), "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert "  reuse     pretrain/avey-b" in shown.stdout and "  to run    pretrain/bert" in shown.stdout
+    bad = run_cli("run", str(path), "--output-dir", str(tmp_path / "b"), "--reuse", str(tmp_path / "nothing"))
+    assert bad.returncode != 0 and "--reuse" in bad.stderr and "not a study directory" in bad.stderr
+
+
+def test_a_job_finished_meanwhile_is_not_run_again(tmp_path):
+    from aveyb.study.jobs import run_job
+
+    study = Study.from_dict(tiny_spec())
+    job = Job("finetune", "avey-b", "sentiment_rt-sample", 1e-3, 0)
+    _fake_finished(tmp_path, study, [job])
+    before = (job.directory(tmp_path) / "results.json").read_text()
+    assert run_job(tmp_path, job.id) == job.id   # no pretrained model exists: running it would fail
+    assert (job.directory(tmp_path) / "results.json").read_text() == before

@@ -49,6 +49,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--stage", action="append", choices=("pretrain", "finetune", "report"), default=None,
                    help="run only these stages (repeatable; default: all three)")
     p.add_argument("--variants", default=None, help="comma-separated subset of the variants")
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="another study directory: its finished jobs with the same settings (model, "
+                        "recipe, task, lr, seed) are copied in instead of run again (repeatable)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and list every job (finished, failed, to run) without running any")
     _add_overrides(p)
@@ -137,18 +140,28 @@ def _run(args) -> int:
         for v in variants or []:
             study.variant(v)
         data_dir = resolve_data_dir(args.data_dir)
+        from pathlib import Path
+
+        from aveyb.study.jobs import SPEC_FILE
+
+        for other in args.reuse:
+            if not (Path(other) / SPEC_FILE).is_file():
+                raise StudyError(f"--reuse {other}: not a study directory (no {SPEC_FILE})")
         if args.dry_run:
-            return _dry_run(study, args.output_dir, variants, data_dir)
+            return _dry_run(study, args.output_dir, variants, data_dir, args.reuse)
         if args.executor == "submitit":
             extra = {"slurm_partition": args.slurm_partition} if args.slurm_partition else {}
             executor = SubmititExecutor(args.cluster, data_dir=data_dir, timeout_min=args.timeout_min, **extra)
         else:
             executor = LocalExecutor(args.gpus, args.jobs_per_gpu, data_dir=data_dir)
         stages = tuple(args.stage) if args.stage else ("pretrain", "finetune", "report")
-        outcome = run_study(study, args.output_dir, executor, stages=stages, variants=variants, data_dir=data_dir)
+        outcome = run_study(study, args.output_dir, executor, stages=stages, variants=variants, data_dir=data_dir,
+                            reuse_from=args.reuse)
     except (StudyError, RuntimeError) as err:
         return _fail(str(err))
-    print(f"[aveyb study] {len(outcome.ran)} job(s) ran, {len(outcome.skipped)} finished before, "
+    reused = f"{len(outcome.reused)} reused from other studies, " if outcome.reused else ""
+    print(f"[aveyb study] {len(outcome.ran)} job(s) ran, {len(outcome.skipped) - len(outcome.reused)} finished "
+          f"before, {reused}"
           f"{len(outcome.failed)} failed, {len(outcome.blocked)} waiting on failed pretraining")
     for job, error in outcome.failed.items():
         print(f"[aveyb study] FAILED {job}: {error}", file=sys.stderr)
@@ -172,7 +185,7 @@ def _print_jobs(rows) -> None:
     print(f"{len(rows)} job(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 
 
-def _dry_run(study, root, variants, data_dir) -> int:
+def _dry_run(study, root, variants, data_dir, reuse_from=()) -> int:
     from pathlib import Path
 
     from aveyb.study import jobs as J
@@ -183,7 +196,14 @@ def _dry_run(study, root, variants, data_dir) -> int:
             print(f"note: {root} holds a study that differs from this one; `run` checks whether it may continue")
     print(f"study {study.name} ({study.scale}), {len(study.variants)} variants, reference {study.reference}; "
           f"output {root}")
-    _print_jobs(_job_table(study, root, variants, data_dir))
+    rows = _job_table(study, root, variants, data_dir)
+    if reuse_from:
+        from aveyb.study.reuse import reusable
+
+        found = {job.id: f"{source}: {theirs.id}" for job, source, theirs in
+                 reusable(study, Path(root), [Path(d) for d in reuse_from], variants, data_dir)}
+        rows = [(job, "reuse" if job in found else state) for job, state in rows]
+    _print_jobs(rows)
     return 0
 
 

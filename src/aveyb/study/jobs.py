@@ -224,7 +224,9 @@ def run_job(root: str | os.PathLike, job_id: str, data_dir: str | None = None) -
     root = Path(root)
     job = Job.from_id(job_id)
     data_dir = resolve_data_dir(data_dir)
-    with _job_lock(root, job):
+    with job_lock(root, job):
+        if job.is_done(root):  # finished meanwhile by another run, or copied in by --reuse
+            return job.id
         return _run_locked(root, job, data_dir)
 
 
@@ -242,7 +244,7 @@ def _run_locked(root: Path, job: Job, data_dir: str | None) -> str:
     return job.id
 
 
-class _job_lock:
+class job_lock:
     """An exclusive lock on one job (``jobs/locks/<job>.lock``): two runs of a study never train the same job."""
 
     def __init__(self, root: Path, job: Job):

@@ -238,9 +238,13 @@ def write_report(root: str | Path, plots: bool = True) -> Path:
 def _job_status(study: Study, root: Path) -> dict:
     states = J.job_states(study, root, data_dir=J.remembered_data_dir(root))
     errors = {k: v["error"] for k, v in J.failures(root).items()}
+    from aveyb.study.reuse import reused_jobs
+
+    reused = reused_jobs(root)
     return {"total": len(states), "finished": sum(state == "finished" for _, state in states),
             "failed": {j.id: errors[j.id] for j, state in states if state == "failed"},
-            "not_run": [j.id for j, state in states if state == "to run"]}
+            "not_run": [j.id for j, state in states if state == "to run"],
+            "reused": {j.id: reused[j.id] for j, state in states if state == "finished" and j.id in reused}}
 
 
 def _count(x) -> str:
@@ -322,6 +326,17 @@ def _markdown(study, pre, rows, majority, comparisons, claims, status) -> str:
             lines.append(f"| {c['text']} (tasks: {', '.join(c['tasks'])}) | **{c['status']}** | {numbers} |")
         lines.append("")
 
+    if status.get("reused"):
+        by_source: dict[str, list[str]] = {}
+        for job, where in status["reused"].items():
+            by_source.setdefault(where["study_dir"], []).append(job)
+        lines += ["## Jobs reused from other studies", "",
+                  "Finished there with the same model, recipe, task, settings, learning rate and seed "
+                  "(`--reuse`); copied, not run again.", ""]
+        for source, reused in sorted(by_source.items()):
+            lines.append(f"* `{source}`: {len(reused)} job(s): {', '.join(f'`{j}`' for j in sorted(reused)[:12])}"
+                         + (f" and {len(reused) - 12} more" if len(reused) > 12 else ""))
+        lines.append("")
     if status["failed"] or status["not_run"]:
         lines += ["## Jobs not finished", ""]
         lines += [f"* failed: `{k}`: {v}" for k, v in status["failed"].items()]

@@ -18,6 +18,7 @@ class StudyOutcome:
     failed: dict = field(default_factory=dict)     # job id -> error
     blocked: list = field(default_factory=list)    # fine-tuning jobs of variants whose pretraining failed
     stopped: bool = False                          # a signal stopped the run; running it again resumes
+    reused: list = field(default_factory=list)     # jobs copied from other study directories
     report: Path | None = None
 
     @property
@@ -26,13 +27,20 @@ class StudyOutcome:
 
 
 def run_study(study: Study, root: str | Path, executor, stages=("pretrain", "finetune", "report"),
-              variants: list[str] | None = None, data_dir: str | None = None, log=print) -> StudyOutcome:
+              variants: list[str] | None = None, data_dir: str | None = None, log=print,
+              reuse_from: list | None = None) -> StudyOutcome:
+    """``reuse_from``: other study directories whose finished jobs with the same settings are
+    copied in instead of run (aveyb.study.reuse)."""
     root = Path(root)
     data_dir = J.resolve_data_dir(data_dir)
     jobs_to_finetune = J.finetune_jobs(study, variants, data_dir)  # fails now on an unknown task
     J.prepare(study, root)
     J.remember_data_dir(root, data_dir)
     outcome = StudyOutcome()
+    if reuse_from:
+        from aveyb.study.reuse import reuse
+
+        outcome.reused = reuse(study, root, [Path(d) for d in reuse_from], variants, data_dir, log)
     if "pretrain" in stages:
         todo = [j for j in J.pretrain_jobs(study) if variants is None or j.variant in variants]
         _run(executor, root, todo, outcome, log, "pretraining")
