@@ -160,8 +160,8 @@ def _run(args) -> int:
     except (StudyError, RuntimeError) as err:
         return _fail(str(err))
     reused = f"{len(outcome.reused)} reused from other studies, " if outcome.reused else ""
-    print(f"[aveyb study] {len(outcome.ran)} job(s) ran, {len(outcome.skipped) - len(outcome.reused)} finished "
-          f"before, {reused}"
+    before = len(set(outcome.skipped) - set(outcome.reused))
+    print(f"[aveyb study] {len(outcome.ran)} job(s) ran, {before} finished before, {reused}"
           f"{len(outcome.failed)} failed, {len(outcome.blocked)} waiting on failed pretraining")
     for job, error in outcome.failed.items():
         print(f"[aveyb study] FAILED {job}: {error}", file=sys.stderr)
