@@ -12,12 +12,14 @@ from aveyb.cli import main
 FIELDS = {"model", "impl", "mode", "batch", "seq_len", "tokens_per_s", "latency_ms", "peak_mem_gb", "gpu", "commit"}
 
 
-def test_bench_cli_writes_records_table_and_plots(tmp_path):
+def test_bench_cli_writes_records_table_and_plots(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: monkeypatch.setattr(torch, "get_num_threads", lambda: n))
     out = tmp_path / "bench.jsonl"
     code = main(["bench", "--models", "avey-b", "--impls", "reference,official-style", "--modes",
                  "inference,train,ranker", "--lengths", "40", "--batch", "2", "--train-lengths", "32",
                  "--train-batch", "2", "--preset", "tiny", "--vocab-size", "97", "--warmup", "1",
-                 "--repeats", "2", "--min-time", "0", "--device", "cpu", "--dtype", "fp32", "--out", str(out)])
+                 "--repeats", "2", "--min-time", "0", "--device", "cpu", "--threads", "1", "--dtype", "fp32",
+                 "--out", str(out)])
     assert code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert {(r["impl"], r["mode"]) for r in records} == {
@@ -26,7 +28,7 @@ def test_bench_cli_writes_records_table_and_plots(tmp_path):
         assert FIELDS <= set(rec), rec
         assert rec["status"] == "ok", rec
         assert rec["tokens_per_s"] > 0 and rec["latency_ms"] > 0
-        assert rec["gpu"] == "cpu"
+        assert rec["gpu"].startswith("cpu: ") and "(1 threads, " in rec["gpu"], rec["gpu"]  # model, threads, ISA
     table = out.with_suffix(".md").read_text()
     assert "| avey-b | official-style |" in table
     pytest.importorskip("matplotlib")

@@ -68,6 +68,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--min-time", type=float, default=1.0, help="keep timing until this many seconds (or --repeats)")
     p.add_argument("--time-budget", type=float, default=None, help="skip measurements after this many seconds")
     p.add_argument("--device", default=None, help="torch device (default: cuda)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (torch.set_num_threads; default: torch's, i.e. OMP_NUM_THREADS or the cores)")
     p.add_argument("--out", default="results/bench/bench.jsonl",
                    help="JSON-lines file the records are appended to; the .md table and plots go beside it")
     p.add_argument("--report", nargs="*", default=None, metavar="JSONL",
@@ -125,6 +127,11 @@ def run(args) -> int:
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"aveyb bench: error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
     bench = Bench(preset=args.preset, vocab_size=args.vocab_size, device=args.device, warmup=args.warmup,
                   repeats=args.repeats, min_time=args.min_time, dtype=dtype, sparse_prediction=args.sparse_prediction)
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
