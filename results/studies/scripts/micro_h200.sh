@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Built-in micro studies on one lent H200 (device kind nvidia-h200), several studies at once,
 # each fine-tuning job sharing the GPU with others (micro models are launch-bound, not GPU-bound):
-#   bash results/studies/scripts/micro_h200.sh LIMIT_S STUDY[:VARIANTS] ...   carry: [.carry, .whl]
+#   AVEYB_COMMIT=<commit> bash results/studies/scripts/micro_h200.sh LIMIT_S STUDY[:VARIANTS] ...
+#   carry: [.carry, .whl]; AVEYB_COMMIT names the code in every record (the device's .git is stale)
 # Data carried in .carry: data/corpus (every corpus file cut so that the round-robin document
 # stream keeps its first 24M characters, 7.8M bpe-4k tokens: micro pretraining reads 3.3M of
 # them, so it sees the same documents as from the whole corpus) and tasks_micro.tar.xz (the
@@ -32,7 +33,7 @@ st.save_file({k: v.float() if v.dtype == torch.float16 else v for k, v in st.loa
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-git -C $here log -1 --format=%H 2>/dev/null || true
+echo "code: ${AVEYB_COMMIT:-unknown (set AVEYB_COMMIT)}"
 start=$(date +%s)
 mkdir -p $here/runs
 for item in "$@"; do

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass, field
 
 import torch
+
+from aveyb.provenance import git_commit
 
 AVEY_IMPLS = ("fused", "fused-graphs", "reference", "official-style")
 BASELINE_IMPLS = ("sdpa", "flash", "eager")
@@ -58,20 +58,6 @@ class Measurement:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def git_commit() -> str:
-    """The checkout's commit (AVEYB_COMMIT overrides it: the device machine gets no .git)."""
-    if os.environ.get("AVEYB_COMMIT"):
-        return os.environ["AVEYB_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def device_name(device: torch.device) -> str:
@@ -208,7 +194,7 @@ class Bench:
         self.warmup, self.repeats, self.min_time = warmup, repeats, min_time
         self.sparse_prediction = sparse_prediction
         self.gpu = device_name(self.device)
-        self.commit = git_commit()
+        self.commit = git_commit(short=True) or "unknown"
 
     def run(self, model: str, impl: str, mode: str, batch: int, lengths: list[int], deadline: float | None = None):
         """Yield one :class:`Measurement` per length (mode "inference", "train" or "ranker")."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aveyb.evaluation.baseline import majority_label, majority_metrics
+from aveyb.provenance import git_commit
 from aveyb.tasks import checkpoint
 from aveyb.tasks.config import FinetuneConfig
 from aveyb.tasks.data import resolve_data_dir
@@ -25,16 +25,6 @@ from aveyb.tasks.export import MODEL_DIR
 from aveyb.tasks.registry import LoadContext, get_task, task_labels
 
 RESULTS_FILE = "results.json"
-
-
-def git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10,
-                             check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _versions() -> dict[str, str]:
