@@ -23,11 +23,10 @@ _AUTO_CLASSES = {
 
 
 def register_all() -> None:
-    """Make the Auto classes know Avey-B (``import aveyb``) and NeoBERT."""
-    import aveyb  # noqa: F401  registers Avey-B once its model lands
-    from aveyb.baselines.neobert import register
+    """Make the Auto classes know Avey-B and NeoBERT (idempotent)."""
+    from aveyb.model.auto import register_auto_classes
 
-    register()
+    register_auto_classes()
 
 
 def auto_class(head: str):

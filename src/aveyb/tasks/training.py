@@ -64,14 +64,6 @@ def load_tokenizer(path: str):
     return tok
 
 
-_HEADS = {
-    "sequence_classification": "AutoModelForSequenceClassification",
-    "token_classification": "AutoModelForTokenClassification",
-    "question_answering": "AutoModelForQuestionAnswering",
-    "base": "AutoModel",
-}
-
-
 def _register_aveyb() -> None:
     """Avey-B and NeoBERT resolve through the Auto classes (their configs, tokenizers, models)."""
     from aveyb.model.auto import register_auto_classes
@@ -100,16 +92,15 @@ def quiet_loading():
 def load_model(head: str, path: str, **kwargs):
     """``AutoModelFor<head>.from_pretrained(path, **kwargs)``, with a clear error when the
     architecture has no such head."""
-    _register_aveyb()
-    import transformers
-
+    from aveyb.architectures import auto_class
     from aveyb.model.modeling_aveyb import (
         CorruptWeightsError,
         refuse_non_finite_weights,
         unreadable_weights_message,
     )
 
-    auto_cls = getattr(transformers, _HEADS[head])
+    _register_aveyb()
+    auto_cls = auto_class(head)
     try:
         with quiet_loading():
             model = auto_cls.from_pretrained(path, **kwargs)
@@ -118,7 +109,7 @@ def load_model(head: str, path: str, **kwargs):
     except ValueError as err:
         if "Unrecognized configuration class" in str(err) or "Unrecognized model" in str(err):
             raise TaskError(
-                f"model {path!r} has no {head.replace('_', ' ')} head: {_HEADS[head]} does not support its "
+                f"model {path!r} has no {head.replace('_', ' ')} head: {auto_cls.__name__} does not support its "
                 f"architecture ({str(err).splitlines()[0][:200]})"
             ) from err
         raise
