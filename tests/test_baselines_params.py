@@ -78,3 +78,10 @@ def test_cli_params_json(capsys):
     assert table["avey-b"]["embedding"] == 500 * PRESETS["tiny"]["hidden_size"]
     assert main(["params", "--preset", "tiny"]) == 0
     assert "non-embedding" in capsys.readouterr().out
+
+
+def test_the_size_presets_are_avey_bs():
+    from aveyb.architectures import SIZE_PRESETS
+    from aveyb.config import PRESETS
+
+    assert SIZE_PRESETS == tuple(PRESETS)

@@ -10,7 +10,7 @@ non-embedding parameter count (see ``docs/baselines.md``).
 from __future__ import annotations
 
 ARCHITECTURES = ("avey-b", "bert", "roberta", "modernbert", "neobert")
-SIZE_PRESETS = ("tiny", "micro", "mini", "base")
+SIZE_PRESETS = ("tiny", "micro", "mini", "base")  # Avey-B's presets (aveyb.config.PRESETS), kept import-free
 HEADS = ("base", "masked_lm", "sequence_classification", "token_classification", "question_answering")
 
 _AUTO_CLASSES = {

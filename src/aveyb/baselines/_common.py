@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from aveyb.architectures import SIZE_PRESETS
 from aveyb.config import PRESETS as AVEYB_PRESETS
-
-SIZE_PRESETS = ("tiny", "micro", "mini", "base")
 
 
 def context_length(preset: str) -> int:
