@@ -54,6 +54,20 @@ def test_unknown_keys_are_rejected():
         AveyBConfig(split_sz=128)
 
 
+def test_a_saved_config_with_keys_of_a_newer_version_still_loads(tmp_path):
+    """PretrainedConfig's convention: unknown keys of a saved config are kept, not refused."""
+    import json
+
+    preset_config("tiny", vocab_size=100).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "future_option": 3}))
+    loaded = AveyBConfig.from_pretrained(tmp_path)
+    assert loaded.future_option == 3 and loaded.split_size == 16
+    assert AveyBConfig.from_dict(loaded.to_dict()).future_option == 3
+    with pytest.raises(ValueError, match="AveyBConfig.dynamic_norm"):  # known keys are still checked
+        AveyBConfig.from_dict({**saved, "dynamic_norm": "max"})
+
+
 def test_presets_and_round_trip():
     assert set(PRESETS) == {"tiny", "micro", "mini", "base"}
     with pytest.raises(ValueError, match="unknown Avey-B preset"):

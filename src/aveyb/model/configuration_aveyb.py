@@ -90,12 +90,19 @@ class AveyBConfig(PretrainedConfig):
         tie_word_embeddings: bool = True,
         **kwargs,
     ):
+        # A typo in code is an error; a saved config.json keeps keys this version does not know
+        # (from_dict), as PretrainedConfig does, so a checkpoint of a newer version still loads.
         strict = kwargs.pop("strict_keys", True)
         unknown = set(kwargs) - _HF_KEYS
         if strict and unknown:
             raise ValueError(
                 f"AveyBConfig got unknown keys {sorted(unknown)}; Avey-B keys are {sorted(_AVEYB_KEYS)}"
             )
+        if unknown:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.get_logger(__name__).warning(
+                f"AveyBConfig: keeping keys this version of aveyb does not know: {sorted(unknown)}")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
@@ -168,6 +175,7 @@ class AveyBConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
         saved = {k: v for k, v in config_dict.items() if k not in cls.RUNTIME_KEYS}
+        saved["strict_keys"] = False
         return super().from_dict(saved, **kwargs)
 
     def _get_generation_parameters(self) -> dict:
