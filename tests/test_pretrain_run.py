@@ -97,8 +97,28 @@ def test_exact_resume_after_sigkill(reference_run, tmp_path):
     assert _losses(run) == _losses(reference_run)  # bit-exact on CPU
 
 
-def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
-    cfg = PretrainConfig(**{**SMALL, "debug_nan_at_step": 5, "holdout_every": 0})
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    from aveyb.pretrain import loop
+
+    cfg = PretrainConfig(**{**SMALL, "holdout_every": 0})
+    real_build, calls = loop.build_model, {"n": 0}
+
+    def build_poisoned(cfg, tokenizer):  # the model's loss turns NaN from the 5th optimizer step
+        model = real_build(cfg, tokenizer)
+        forward = model.forward
+
+        def forward_nan_from_step_5(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            if model.training:
+                calls["n"] += 1
+                if calls["n"] > 4 * cfg.accumulation_steps(1):
+                    out.loss = out.loss * float("nan")
+            return out
+
+        model.forward = forward_nan_from_step_5
+        return model
+
+    monkeypatch.setattr(loop, "build_model", build_poisoned)
     with pytest.raises(TrainingError, match=r"loss is nan at step 5.*step-00000003"):
         pretrain(cfg, tmp_path)
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-00000003"

@@ -68,7 +68,6 @@ class PretrainConfig:
     wandb: str = ""                   # a wandb project name turns wandb on
     progress_bar: bool = True
     peak_flops: float = 0.0           # per device, for MFU; 0: look up the GPU, none on CPU
-    debug_nan_at_step: int = 0        # testing: make the loss NaN at this step
 
     def __post_init__(self):
         self.validate()

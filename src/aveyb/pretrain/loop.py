@@ -350,8 +350,6 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
                     loss = output.loss.float()
                     (loss * (n_mb * info.world_size / n_global)).backward()
                 loss_sum += loss.detach().double() * n_mb
-            if cfg.debug_nan_at_step and step + 1 == cfg.debug_nan_at_step:
-                loss_sum = loss_sum * float("nan")
             (total_loss,) = all_reduce_sum([loss_sum.item()], info)
             loss_value = total_loss / n_global
             if not math.isfinite(loss_value):
