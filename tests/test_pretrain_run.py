@@ -63,9 +63,16 @@ def test_end_to_end_and_fill_mask(reference_run):
     assert any("val_loss" in r and 0 <= r["val_accuracy"] <= 1 for r in records)
     assert (reference_run / "checkpoints" / "latest").read_text().strip() == "step-00000008"
 
-    from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, pipeline
 
     import aveyb  # noqa: F401
+
+    # a checkpoint says which model its weights belong to
+    def model_keys(path):
+        loading = ("dtype", "architectures", "_name_or_path", "auto_map", "transformers_version")
+        return {k: v for k, v in AutoConfig.from_pretrained(path).to_dict().items() if k not in loading}
+
+    assert model_keys(reference_run / "checkpoints" / "step-00000008") == model_keys(reference_run / "final")
 
     final = reference_run / "final"
     model = AutoModelForMaskedLM.from_pretrained(final)

@@ -78,10 +78,12 @@ def step_dir_name(step: int) -> str:
 
 
 def save_checkpoint(root: Path, step: int, *, model_state: dict, optimizer_state: dict, trainer_state: dict,
-                    tokenizer, rank: int, world_size: int, keep: int = 2) -> Path | None:
+                    tokenizer, rank: int, world_size: int, keep: int = 2, model_config=None) -> Path | None:
     """Write checkpoint ``step`` under ``root`` atomically. Every rank calls it (RNG states).
 
-    ``model_state`` and ``optimizer_state`` matter on rank 0 only. Returns the directory.
+    ``model_state`` and ``optimizer_state`` matter on rank 0 only. ``model_config`` (a transformers
+    config) is saved as ``config.json``, so the checkpoint says what model its weights belong to.
+    Returns the directory.
     """
     root = Path(root)
     final = root / step_dir_name(step)
@@ -101,6 +103,8 @@ def save_checkpoint(root: Path, step: int, *, model_state: dict, optimizer_state
             _fsync_file(tmp / name)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if model_config is not None:
+            model_config.save_pretrained(str(tmp))
         _write_json(tmp / "trainer_state.json", {**trainer_state, "step": step, "world_size": world_size})
     _barrier(world_size)
     if rank == 0:

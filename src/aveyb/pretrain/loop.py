@@ -327,7 +327,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> i
                              trainer_state={"tokens_seen": tokens_seen, "data": data_state,
                                             "config": cfg.to_dict()},
                              tokenizer=tokenizer, rank=info.rank, world_size=info.world_size,
-                             keep=cfg.keep_checkpoints)
+                             keep=cfg.keep_checkpoints, model_config=model.config)
 
     t_log, tokens_at_log = time.perf_counter(), tokens_seen
     try:
