@@ -447,3 +447,27 @@ def test_a_job_finished_meanwhile_is_not_run_again(tmp_path):
     before = (job.directory(tmp_path) / "results.json").read_text()
     assert run_job(tmp_path, job.id) == job.id   # no pretrained model exists: running it would fail
     assert (job.directory(tmp_path) / "results.json").read_text() == before
+
+
+def test_a_job_another_run_is_training_is_left_to_it_not_failed(tmp_path):
+    from aveyb.study.executors import LocalExecutor
+    from aveyb.study.jobs import job_lock, prepare
+
+    prepare(Study.from_dict(tiny_spec()), tmp_path)
+    job = Job("pretrain", "avey-b")
+    logs = []
+    with job_lock(tmp_path, job):
+        failed = LocalExecutor(gpus=0, log=logs.append).run(tmp_path, [job])
+    assert failed == {} and not (tmp_path / "jobs" / "failed").exists()
+    assert any("runs in another process: left to that run" in line for line in logs), logs
+    assert not (tmp_path / "pretrain" / "avey-b" / "checkpoints").exists()
+
+
+def test_cpu_jobs_split_the_threads(monkeypatch):
+    from aveyb.study.executors import LocalExecutor
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert LocalExecutor(gpus=0, cpu_jobs=2).slots == [{"OMP_NUM_THREADS": "2"}] * 2
+    assert LocalExecutor(gpus=0, cpu_jobs=8).slots == [{"OMP_NUM_THREADS": "1"}] * 8
+    assert LocalExecutor(gpus=0).slots == [{}]
+    assert LocalExecutor(gpus=2, jobs_per_gpu=2).slots == [{"CUDA_VISIBLE_DEVICES": g} for g in "0011"]

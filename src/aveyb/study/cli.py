@@ -46,6 +46,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit of one submitit job in minutes")
     p.add_argument("--gpus", type=int, default=None, help="GPUs to use on this host (default: all visible; 0: CPU)")
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU at a time (small models)")
+    p.add_argument("--cpu-jobs", type=int, default=1,
+                   help="without GPUs: jobs at once, splitting OMP_NUM_THREADS (or the cores) between them")
     p.add_argument("--stage", action="append", choices=("pretrain", "finetune", "report"), default=None,
                    help="run only these stages (repeatable; default: all three)")
     p.add_argument("--variants", default=None, help="comma-separated subset of the variants")
@@ -153,7 +155,9 @@ def _run(args) -> int:
             extra = {"slurm_partition": args.slurm_partition} if args.slurm_partition else {}
             executor = SubmititExecutor(args.cluster, data_dir=data_dir, timeout_min=args.timeout_min, **extra)
         else:
-            executor = LocalExecutor(args.gpus, args.jobs_per_gpu, data_dir=data_dir)
+            if args.cpu_jobs < 1 or args.jobs_per_gpu < 1:
+                raise StudyError("--cpu-jobs and --jobs-per-gpu must be at least 1")
+            executor = LocalExecutor(args.gpus, args.jobs_per_gpu, data_dir=data_dir, cpu_jobs=args.cpu_jobs)
         stages = tuple(args.stage) if args.stage else ("pretrain", "finetune", "report")
         outcome = run_study(study, args.output_dir, executor, stages=stages, variants=variants, data_dir=data_dir,
                             reuse_from=args.reuse)

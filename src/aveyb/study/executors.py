@@ -22,15 +22,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aveyb.study.jobs import Job, record_failure
+from aveyb.study.worker import BUSY_EXIT_CODE
 
 
 class LocalExecutor:
     """Jobs as subprocesses on this host: ``slots`` at a time, each with its own GPU when there are GPUs."""
 
-    def __init__(self, gpus: int | None = None, jobs_per_gpu: int = 1, data_dir: str | None = None, log=print):
+    def __init__(self, gpus: int | None = None, jobs_per_gpu: int = 1, data_dir: str | None = None, log=print,
+                 cpu_jobs: int = 1):
         if gpus is None:
             gpus = _visible_gpus()
-        self.slots = [{"CUDA_VISIBLE_DEVICES": str(g)} for g in range(gpus) for _ in range(jobs_per_gpu)] or [{}]
+        self.slots = [{"CUDA_VISIBLE_DEVICES": str(g)} for g in range(gpus) for _ in range(jobs_per_gpu)]
+        if not self.slots:  # a CPU: cpu_jobs at once, sharing the threads (small models use few well)
+            threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+            per_job = str(max(1, threads // max(1, cpu_jobs)))
+            self.slots = [{"OMP_NUM_THREADS": per_job} if cpu_jobs > 1 else {} for _ in range(max(1, cpu_jobs))]
         self.data_dir = data_dir
         self.log = log
         self._live: set = set()
@@ -76,10 +82,12 @@ class LocalExecutor:
                 free.put(slot)
                 return
             try:
-                where = f" on GPU {slot['CUDA_VISIBLE_DEVICES']}" if slot else ""
+                where = f" on GPU {slot['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in slot else ""
                 self.log(f"[aveyb study] {index}/{total} {job.id}{where}")
                 code, log_path = self._spawn(root, job, slot)
-                if code != 0:
+                if code == BUSY_EXIT_CODE:
+                    self.log(f"[aveyb study] {job.id} runs in another process: left to that run")
+                elif code != 0:
                     tail = _tail(log_path)
                     failed[job.id] = f"exit code {code}; log {log_path}: {tail}"
                     self.log(f"[aveyb study] FAILED {job.id} (exit code {code}); see {log_path}")

@@ -244,6 +244,10 @@ def _run_locked(root: Path, job: Job, data_dir: str | None) -> str:
     return job.id
 
 
+class JobBusy(StudyError):
+    """The job is running in another process (another run of the same study holds its lock)."""
+
+
 class job_lock:
     """An exclusive lock on one job (``jobs/locks/<job>.lock``): two runs of a study never train the same job."""
 
@@ -260,7 +264,7 @@ class job_lock:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.fh.close()
-            raise StudyError(f"{self.job.id} is running in another process (lock {self.path})") from None
+            raise JobBusy(f"{self.job.id} is running in another process (lock {self.path})") from None
         return self
 
     def __exit__(self, *exc):

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import sys
 
+BUSY_EXIT_CODE = 75  # EX_TEMPFAIL: the job runs elsewhere; this run leaves it to that one
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m aveyb.study.worker STUDY_DIR JOB_ID", file=sys.stderr)
         return 2
-    from aveyb.study.jobs import run_job
+    from aveyb.study.jobs import JobBusy, run_job
 
     _die_with_parent()
     try:
         run_job(args[0], args[1])
+    except JobBusy as err:  # another run of the study is training it: not a failure of this one
+        print(f"aveyb study: {err}", file=sys.stderr)
+        return BUSY_EXIT_CODE
     except Exception as err:  # recorded in STUDY_DIR/jobs/failed by run_job
         print(f"aveyb study: job {args[1]} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
