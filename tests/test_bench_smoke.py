@@ -89,7 +89,7 @@ def test_report_ratios_use_measured_and_quoted_numbers():
     table = markdown_table([rec("fused", 2048, 2.0e6), rec("official-style", 2048, 1.0e6),
                             rec("fused", 32768, 1.0e6), rec("official-style", 32768, 1.0e6, status="oom")])
     assert "| avey-b official-style (measured) | 2.00× |  |" in table
-    assert "| official (issue's quoted numbers) | 2.17× | 1.45× |" in table
+    assert "| official (quoted numbers) | 2.17× | 1.45× |" in table
     assert "OOM" in table
     assert "Avey-B fused-graphs" not in table  # no ratio table for an implementation not measured
 

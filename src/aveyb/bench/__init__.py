@@ -1,4 +1,4 @@
-"""Benchmarks (issue 6): ``aveyb bench`` measures throughput, latency and peak memory.
+"""Benchmarks: ``aveyb bench`` measures throughput, latency and peak memory.
 
 :mod:`~aveyb.bench.runner` holds the measurement method, :mod:`~aveyb.bench.official_style` the
 authors'-structure Avey-B we compare against side by side, :mod:`~aveyb.bench.report` the tables

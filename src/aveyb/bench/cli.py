@@ -2,10 +2,10 @@
 
 Examples::
 
-    aveyb bench                                   # the full sweep of issue 6 (needs a GPU)
+    aveyb bench                                   # the full sweep (needs a GPU)
     aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
     aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
-    aveyb bench --report results/bench/h100.jsonl # tables and plots from existing records
+    aveyb bench --report results/bench/v11_6157576_inference.jsonl   # tables and plots from records
 
 Every measurement is appended to ``--out`` (JSON lines) as soon as it is taken; a markdown table
 (``.md``) and plots (``_<mode>_b<batch>.png``) are written beside it at the end.
@@ -24,7 +24,7 @@ DESCRIPTION = """Throughput, latency and peak memory of Avey-B and the baselines
   aveyb bench                                   # the full sweep (needs a GPU)
   aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
   aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
-  aveyb bench --report results/bench/h100.jsonl # tables and plots from existing records
+  aveyb bench --report results/bench/v11_6157576_inference.jsonl   # tables and plots from records
 
 Every measurement is appended to --out (JSON lines) as soon as it is taken; a markdown table
 (.md) and plots (_<mode>_b<batch>.png) are written beside it at the end."""
@@ -70,7 +70,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (torch.set_num_threads; default: torch's, i.e. OMP_NUM_THREADS or the cores)")
-    p.add_argument("--out", default="results/bench/bench.jsonl",
+    p.add_argument("--out", default="runs/bench/bench.jsonl",
                    help="JSON-lines file the records are appended to; the .md table and plots go beside it")
     p.add_argument("--report", nargs="*", default=None, metavar="JSONL",
                    help="only write the table and plots of these record files")

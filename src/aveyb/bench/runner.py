@@ -343,7 +343,7 @@ def fused_vs_reference(module, device) -> float:
 
 
 def _ranker_call(module, ids):
-    """The ranker alone (embedding lookup included), as in the issue's "ranker share"."""
+    """The ranker alone (embedding lookup included), as in the quoted "ranker share"."""
     from aveyb.bench.official_style import OfficialStyleAveyB
 
     if isinstance(module, OfficialStyleAveyB):

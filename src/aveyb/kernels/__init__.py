@@ -1,4 +1,4 @@
-"""Fused Triton kernels for Avey-B (issue 6): the ranker and the contextualization layers.
+"""Fused Triton kernels for Avey-B: the ranker and the contextualization layers.
 
 The plain PyTorch modules in :mod:`aveyb.model` are the reference and the CPU default. On a CUDA
 device, with ``config.kernel_backend`` "auto" or "triton", the model calls the three functions

@@ -247,7 +247,7 @@ def _tma_block_shapes(nargs):
 
 
 # OCC programs per SM: with 2, one program's epilogue can run while the other's MMAs do. FLAT=False
-# keeps the persistent loop nested (config lab, results/bench/config_lab_*.log: the fuser's fastest
+# keeps the persistent loop nested (in a config lab, the fuser's fastest
 # config on an H100 is a nested 128x256 loop with 4 stages, whose flattened form does not fit in
 # shared memory). WS (Triton's warp specialisation) stays off: on Hopper it failed to compile or
 # was not faster in the same lab.
@@ -502,8 +502,8 @@ ENRICHER_MODES = ("auto", "ws", "tma-tanh", "tma", "cublas")
 
 # From this many rows (8 x 32,768) ``auto`` runs tma-tanh instead of ws. Enricher calls alone,
 # ws / tma-tanh: 0.93 and 0.97 at 16,384 and 32,768 rows, 1.05-1.10 from 65,536 to 786,432
-# (results/bench/enricher_crossover_bc72332.log). Whole forwards disagree below 262,144 rows: ws was
-# 3.6% and 4.5% faster at 8 x 8,192 and 8 x 16,384 (enricher_crossover_forwards_ec0bf63.json); at
+# on an H100. Whole forwards disagree below 262,144 rows: ws was
+# 3.6% and 4.5% faster at 8 x 8,192 and 8 x 16,384; at
 # 8 x 32,768 two of three runs favoured tma-tanh (by 0.5% and 5%), one ws (by 2.4%); at 8 x 98,304
 # tma-tanh by 3.3%. The Gluon kernel has one tile configuration, chosen at 16,384 rows.
 WS_MAX_ROWS = 1 << 18

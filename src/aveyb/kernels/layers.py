@@ -110,7 +110,7 @@ _STATIC_CONFIGS = [
                               (128, 64, 64, 4, 3), (64, 128, 32, 4, 4), (32, 128, 32, 4, 3), (256, 128, 64, 8, 3))
 ]
 # The config lab picks 64-row tiles with 4 warps at 8 x 2,048 (37.8 us) and whole-split 256-row tiles
-# at 8 x 32,768 (542 against 591 us for the next best; config_lab_b995622_*.log): few splits want
+# at 8 x 32,768 (542 against 591 us for the next best): few splits want
 # small programs spread over the SMs, many want fewer re-reads of U. NB, the autotuning key's
 # split-count bucket, lets each length keep its own.
 
@@ -131,12 +131,12 @@ def _static_mix_kernel(
 
 # Software-pipelined, this kernel gave wrong and run-to-run different results for thousands of
 # elements under Triton 3.6 on an H100 (wgmma) while the squared norms were summed from the tiles
-# loaded for the U_rows · U_keysᵀ product inside that product's loop
-# (results/bench/dynamic_config_check_{306315b,eea25f8}_*.json). With the norms summed in a loop of
+# loaded for the U_rows · U_keysᵀ product inside that product's loop (docs/kernels.md, the
+# correctness fix). With the norms summed in a loop of
 # their own that stays unpipelined, every pipelined config repeats bitwise and matches the fp32
 # reference to bf16 rounding, and the fastest (128 x 64 tiles, 3 stages) beats the best one-stage
 # config of the earlier form by 15-16% (57.8 against 68.2 us at 16,384 rows, 108.8 against 129.8 at
-# 32,768; results/bench/dynamic_variant_lab_05945ea.log). tests/test_kernel_configs_gpu.py checks
+# 32,768). tests/test_kernel_configs_gpu.py checks
 # every config here.
 _DYNAMIC_CONFIGS = [
     triton.Config({"BLOCK_T": bt, "BLOCK_D": bd}, num_warps=w, num_stages=st)
@@ -282,7 +282,7 @@ def _compiled(fn):
 
 # Below this many elements per layer input (rows x width) a training step is bound by the host:
 # the hand-written path launches about 25 kernels per layer, the compiled one fewer. Measured
-# (results/bench/README.md "v6", results/pretrain/README.md section 5): at d = 768 the hand-written
+# on an H100: at d = 768 the hand-written
 # layer was faster from 16 x 1,024 rows, at 16 x 512 not; at d = 384 with 16,384 rows (`mini`) it
 # was slower than even the eager reference.
 AUTO_TRAIN_MIN_ELEMENTS = 16384 * 768

@@ -182,7 +182,7 @@ def _maxsim_tma_kernel(
 
 # Below this many splits (batch x N) the pointer kernel runs: the MaxSim lab timed the TMA one at
 # 0.18-0.26 ms against 0.14-0.16 ms at 8 x 2,048 (64 splits), and 0.75-0.77 against 0.95 ms at
-# 8 x 8,192 (256 splits) (results/bench/maxsim_lab_3ff172a.log, maxsim_lab_412afba.log).
+# 8 x 8,192 (256 splits), on an H100.
 TMA_MIN_SPLITS = 256
 
 
