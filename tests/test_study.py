@@ -471,3 +471,13 @@ def test_cpu_jobs_split_the_threads(monkeypatch):
     assert LocalExecutor(gpus=0, cpu_jobs=8).slots == [{"OMP_NUM_THREADS": "1"}] * 8
     assert LocalExecutor(gpus=0).slots == [{}]
     assert LocalExecutor(gpus=2, jobs_per_gpu=2).slots == [{"CUDA_VISIBLE_DEVICES": g} for g in "0011"]
+
+
+def test_a_variant_may_have_its_own_learning_rates():
+    spec = tiny_spec(variants=[{"name": "avey-b"}, {"name": "trained", "arch": "bert", "lrs": [5e-5]}])
+    lrs = {(j.variant, j.lr) for j in finetune_jobs(Study.from_dict(spec))}
+    assert lrs == {("avey-b", 1e-3), ("trained", 5e-5)}
+    with pytest.raises(StudyError, match=r"study.variants\[1\].lrs must be a list of positive learning rates"):
+        Study.from_dict(tiny_spec(variants=[{"name": "avey-b"}, {"name": "b", "arch": "bert", "lrs": [0]}]))
+    minilm = builtin_study("baselines", "micro").variant("minilm")
+    assert minilm.lrs == [5e-4] and builtin_study("baselines", "micro").finetune.lrs == [2e-3]
