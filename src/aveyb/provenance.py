@@ -10,9 +10,10 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def git_commit(short: bool = False) -> str | None:
-    """The commit of the checkout aveyb runs from, with ``+dirty`` when ``src`` has uncommitted
-    changes (``short``: its first 12 hex digits), or None outside a git checkout. ``AVEYB_COMMIT`` overrides it: a copy of the tree
-    without its ``.git`` (or with a stale one, as on a lent GPU machine) cannot tell."""
+    """The commit of the checkout aveyb runs from (``short``: its first 12 hex digits), with
+    ``+dirty`` when the package has uncommitted changes, or None outside a git checkout.
+    ``AVEYB_COMMIT`` overrides it: a copy of the tree without its ``.git`` (or with a stale one, as
+    on a lent GPU machine) cannot tell."""
     if os.environ.get("AVEYB_COMMIT"):
         return os.environ["AVEYB_COMMIT"]
     try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from aveyb.architectures import SIZE_PRESETS
 from aveyb.config import PRESETS as AVEYB_PRESETS
 
 
 def context_length(preset: str) -> int:
     """The training context of Avey-B's preset; every baseline uses the same one."""
     if preset not in AVEYB_PRESETS:
-        raise ValueError(f"unknown size preset {preset!r}; choose one of {list(SIZE_PRESETS)}")
+        raise ValueError(f"unknown size preset {preset!r}; choose one of {list(AVEYB_PRESETS)}")
     return AVEYB_PRESETS[preset]["max_position_embeddings"]
 
 

@@ -144,11 +144,13 @@ def _run(args) -> int:
         data_dir = resolve_data_dir(args.data_dir)
         from pathlib import Path
 
-        from aveyb.study.jobs import SPEC_FILE
+        from aveyb.study.jobs import load
 
-        for other in args.reuse:
-            if not (Path(other) / SPEC_FILE).is_file():
-                raise StudyError(f"--reuse {other}: not a study directory (no {SPEC_FILE})")
+        for other in args.reuse:  # a bad --reuse fails now, before anything runs
+            try:
+                load(Path(other))
+            except StudyError as err:
+                raise StudyError(f"--reuse: {err}") from None
         if args.dry_run:
             return _dry_run(study, args.output_dir, variants, data_dir, args.reuse)
         if args.executor == "submitit":

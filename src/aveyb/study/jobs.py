@@ -89,8 +89,7 @@ def finetune_jobs(study: Study, variants: list[str] | None = None, data_dir: str
             continue
         for task in study.finetune.tasks:
             family = families[task]
-            lrs = [float(x) for x in v.lrs] if v.lrs is not None else study.finetune.lrs_for(task, family)
-            for lr in lrs:
+            for lr in study.lrs_for(v, task, family):
                 for seed in study.finetune.seeds:
                     jobs.append(Job("finetune", v.name, task, lr, seed))
     return jobs

@@ -236,10 +236,10 @@ def write_report(root: str | Path, plots: bool = True) -> Path:
 
 
 def _job_status(study: Study, root: Path) -> dict:
-    states = J.job_states(study, root, data_dir=J.remembered_data_dir(root))
-    errors = {k: v["error"] for k, v in J.failures(root).items()}
     from aveyb.study.reuse import reused_jobs
 
+    states = J.job_states(study, root, data_dir=J.remembered_data_dir(root))
+    errors = {k: v["error"] for k, v in J.failures(root).items()}
     reused = reused_jobs(root)
     return {"total": len(states), "finished": sum(state == "finished" for _, state in states),
             "failed": {j.id: errors[j.id] for j, state in states if state == "failed"},

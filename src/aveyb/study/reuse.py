@@ -20,14 +20,14 @@ import shutil
 from pathlib import Path
 
 from aveyb.study import jobs as J
-from aveyb.study.spec import Study, StudyError
+from aveyb.study.spec import Study
 
 REUSED_FILE = "reused_from.json"
 # settings that change how a run reports progress, not what it computes
 _COSMETIC_PRETRAIN = ("progress_bar", "tensorboard", "wandb", "log_every")
 _COSMETIC_FINETUNE = ("progress",)
 # configuration entries that name the software rather than the model
-_CONFIG_NOISE = ("transformers_version", "_name_or_path", "architectures", "auto_map", "kernel_backend")
+_CONFIG_NOISE = ("transformers_version", "_name_or_path", "architectures", "auto_map")
 
 
 def pretrain_identity(study: Study, variant) -> dict:
@@ -37,10 +37,8 @@ def pretrain_identity(study: Study, variant) -> dict:
     overrides = values.pop("model_overrides", {})
     for key in _COSMETIC_PRETRAIN:
         values.pop(key, None)
-    try:
-        model = build_config(values["arch"], values.get("model_preset"), 1024, **overrides).to_dict()
-    except (TypeError, ValueError) as err:
-        raise StudyError(f"study.variants[{variant.name}].model: {err}") from None
+    # the study validated these overrides when it was built (spec._check_model_overrides)
+    model = build_config(values["arch"], values.get("model_preset"), 1024, **overrides).to_dict()
     values["model"] = {k: v for k, v in model.items() if k not in _CONFIG_NOISE}
     return values
 

@@ -83,6 +83,12 @@ class Study:
                 return v
         raise StudyError(f"study has no variant {name!r}; variants: {[v.name for v in self.variants]}")
 
+    def lrs_for(self, variant: Variant, task: str, family: str) -> list[float]:
+        """The fine-tuning learning rates of ``variant`` on ``task``: its own, else the study's."""
+        if variant.lrs is not None:
+            return [float(x) for x in variant.lrs]
+        return self.finetune.lrs_for(task, family)
+
     def pretrain_values(self, variant: Variant) -> dict:
         """The resolved PretrainConfig fields of one variant (recipe + its overrides + budget)."""
         values = {**self.pretrain, **variant.pretrain, "arch": variant.arch}

@@ -18,7 +18,6 @@ from aveyb.tasks.data import RetrievalData, TaskDataError
 from aveyb.tasks.export import save_sentence_model, task_settings
 from aveyb.tasks.training import (
     TaskError,
-    _register_aveyb,
     autocast,
     end_token_id,
     progress,
@@ -28,8 +27,11 @@ from aveyb.tasks.training import (
 
 
 def load_sentence_model(model_path: str, max_length: int | None, device):
-    _register_aveyb()
     from sentence_transformers import SentenceTransformer
+
+    from aveyb.architectures import register_all
+
+    register_all()
 
     try:  # sentence-transformers >= 6
         from sentence_transformers.sentence_transformer import modules as models

@@ -51,7 +51,9 @@ def autocast(cfg: FinetuneConfig, device: torch.device):
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
-    _register_aveyb()
+    from aveyb.architectures import register_all
+
+    register_all()  # Avey-B's and NeoBERT's tokenizer classes resolve through AutoTokenizer
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as err:
@@ -62,13 +64,6 @@ def load_tokenizer(path: str):
             raise TaskError(f"tokenizer of {path!r} has no pad, eos, sep or unk token to pad with")
         tok.pad_token = fallback
     return tok
-
-
-def _register_aveyb() -> None:
-    """Avey-B and NeoBERT resolve through the Auto classes (their configs, tokenizers, models)."""
-    from aveyb.model.auto import register_auto_classes
-
-    register_auto_classes()
 
 
 @contextmanager
@@ -99,8 +94,7 @@ def load_model(head: str, path: str, **kwargs):
         unreadable_weights_message,
     )
 
-    _register_aveyb()
-    auto_cls = auto_class(head)
+    auto_cls = auto_class(head)  # registers Avey-B and NeoBERT with the Auto classes
     try:
         with quiet_loading():
             model = auto_cls.from_pretrained(path, **kwargs)
