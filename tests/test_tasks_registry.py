@@ -228,3 +228,38 @@ def test_beir_corpus_cut_keeps_judged_documents():
     assert "42" in data.corpus and len(data.corpus) == 6
     assert len(beir_data(corpus, [{"_id": "q", "text": "x"}], [{"query-id": "q", "corpus-id": "1", "score": 1}],
                          "test").corpus) == 50
+
+
+# ---- task families ------------------------------------------------------------------------------
+def test_every_family_owns_its_run_and_predict_functions_and_a_valid_main_metric():
+    import importlib
+
+    from aveyb.tasks.families import FAMILIES
+
+    for family in FAMILIES.values():
+        module = importlib.import_module(family.module)
+        assert callable(module.run) and callable(module.predict_rows), family.name
+        assert family.main_metric in family.metrics
+        assert set(family.defaults) <= {"epochs", "max_steps", "batch_size"} and family.defaults["batch_size"] > 0
+    assert FinetuneConfig().resolved("retrieval").max_steps == FAMILIES["retrieval"].defaults["max_steps"]
+    assert FinetuneConfig().resolved("question_answering").epochs == FAMILIES["question_answering"].defaults["epochs"]
+
+
+def test_family_aliases_resolve_and_an_unknown_family_names_the_allowed_ones():
+    from aveyb.tasks.families import get_family
+
+    assert get_family("NER").name == "token_classification"
+    assert get_family("extractive-qa").name == "question_answering"
+    assert get_family("retrieval").name == "retrieval"
+    with pytest.raises(ValueError, match="unknown task family 'regression'.*sequence_classification"):
+        get_family("regression")
+    with pytest.raises(ValueError, match="task_type='regression'"):
+        FinetuneConfig(task_type="regression")
+
+
+def test_family_labels_of_reads_the_class_or_the_tags():
+    from aveyb.tasks.families import FAMILIES
+
+    assert FAMILIES["sequence_classification"].labels_of({"label": "pos"}) == ["pos"]
+    assert FAMILIES["token_classification"].labels_of({"tags": ["B-X", "O"]}) == ["B-X", "O"]
+    assert FAMILIES["question_answering"].labels_of({"answers": {"text": ["a"]}}) == []

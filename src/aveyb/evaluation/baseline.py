@@ -13,18 +13,17 @@ from collections import Counter
 from typing import Any
 
 from aveyb.evaluation.metrics import classification_metrics, token_classification_metrics
+from aveyb.tasks.families import FAMILIES
 
 PREFIX = "majority_"
 
 
 def majority_label(task, train: list[dict]) -> str | None:
     """The most frequent class of the train split (ties: the first in sorted order)."""
-    if task.family == "sequence_classification":
-        counts = Counter(ex["label"] for ex in train)
-    elif task.family == "token_classification":
-        counts = Counter(t for ex in train for t in ex["tags"])
-    else:
+    family = FAMILIES[task.family]
+    if family.label_key is None:
         return None
+    counts = Counter(label for ex in train for label in family.labels_of(ex))
     if not counts:
         return None
     best = max(counts.values())

@@ -11,17 +11,9 @@ from typing import Any
 
 from aveyb.evaluation.baseline import PREFIX as MAJORITY
 from aveyb.evaluation.sweep import collect, select
+from aveyb.tasks.families import FAMILIES
 
-# metrics shown beside the main one (standard metrics of PROTOCOL.md), per family
-STANDARD = {
-    "sequence_classification": ["accuracy", "f1", "macro_f1"],
-    "token_classification": ["paper_macro_f1", "f1", "token_accuracy"],
-    "question_answering": ["paper_f1", "exact_match", "squad_f1"],
-    "retrieval": ["paper_ndcg@10", "ndcg@10", "mrr@10", "recall@100"],
-}
-
-
-FAMILY_ORDER = ("sequence_classification", "token_classification", "question_answering", "retrieval")
+FAMILY_ORDER = tuple(FAMILIES)
 
 
 def _family_rank(rows, task: str) -> int:
@@ -83,7 +75,7 @@ def build_tables(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
     long_rows = []
     for t in tasks:
         fam = next(r["family"] for r in rows if r["task"] == t)
-        names = STANDARD.get(fam, [])
+        names = list(FAMILIES[fam].report_metrics) if fam in FAMILIES else []
         lines.append(f"### {t} ({fam})")
         lines.append("")
         lines.append("| model | best lr | seeds | " + " | ".join(names) + " |")

@@ -8,6 +8,7 @@ from functools import partial
 from aveyb.evaluation.metrics import classification_metrics
 from aveyb.tasks.data import RowErrors
 from aveyb.tasks.export import save_finetuned, task_settings
+from aveyb.tasks.predict import input_text, max_length
 from aveyb.tasks.training import (
     encode_and_train,
     encode_text,
@@ -74,4 +75,29 @@ def run(task, splits, labels: list[str], model_path: str, cfg, device, save_dir=
                 out[f"{name}/{k}"] = v
     if save_dir is not None:
         save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
+    return out
+
+
+def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+    """Predicted label and class probabilities of every input row (``aveyb predict``)."""
+    tokenizer, model = load_tokenizer(model_dir), load_model("sequence_classification", model_dir)
+    max_len = max_length(cfg, model, tokenizer)
+    feats = []
+    for number, row in enumerate(rows, 1):
+        at = where(number, row)
+        if "text_a" in row or "text_b" in row:
+            a = input_text(row, "text_a", at, "sequence_classification")
+            b = input_text(row, "text_b", at, "sequence_classification")
+        else:
+            a, b = input_text(row, "text", at, "sequence_classification"), None
+        feats.append({"input_ids": encode_text(tokenizer, a, b, max_len, cfg.append_eos)})
+    id2label = model.config.id2label
+    out: list[dict] = [{} for _ in rows]
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    for idx, logits in predict_batches(model, feats, collate, cfg, device, desc="predict"):
+        probs = logits.float().softmax(-1)
+        for i, p in zip(idx, probs.tolist()):
+            best = max(range(len(p)), key=p.__getitem__)
+            out[i] = {"label": id2label[best], "score": p[best],
+                      "scores": {id2label[j]: v for j, v in enumerate(p)}}
     return out

@@ -2,7 +2,7 @@
 
 Every field can be overridden from YAML presets (``aveyb/configs/finetune/*.yaml``) and from
 the command line (``--set key=value``). ``None`` for a per-family field means "the
-protocol's value for this task family" (see :data:`FAMILY_DEFAULTS`).
+protocol's value for this task family" (``Family.defaults`` in :mod:`aveyb.tasks.families`).
 """
 
 from __future__ import annotations
@@ -15,19 +15,13 @@ from typing import Any
 
 import yaml
 
+from aveyb.tasks.families import FAMILIES, get_family
+
 PRECISIONS = ("auto", "bf16", "fp32")
 QA_HEADS = ("start_end", "in_span")
 TC_DECODINGS = ("majority", "first")
 RETRIEVAL_LOSSES = ("mnrl", "cached_mnrl")
 LR_SCHEDULES = ("linear", "constant")
-
-# The paper's per-family settings (PROTOCOL.md, "Fine-tuning").
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sequence_classification": {"epochs": 1.0, "batch_size": 32},
-    "token_classification": {"epochs": 1.0, "batch_size": 32},
-    "question_answering": {"epochs": 4.0, "batch_size": 32},
-    "retrieval": {"max_steps": 1000, "batch_size": 16},
-}
 
 LR_GRID = (2e-5, 6e-5, 1e-4, 5e-4)
 LR_GRID_EXTENDED = LR_GRID + (1e-3, 2e-3)
@@ -183,13 +177,10 @@ class FinetuneConfig:
                 raise ValueError(f"FinetuneConfig.splits={self.splits!r} must map {list(allowed)} to the "
                                  "dataset's split names")
         if self.task_type is not None:
-            from aveyb.tasks.sources import FAMILY_ALIASES
-
-            key = self.task_type.strip().lower().replace("-", "_")
-            if key not in FAMILY_ALIASES:
-                raise ValueError(f"FinetuneConfig.task_type={self.task_type!r}; choose one of "
-                                 "['sequence_classification', 'token_classification', 'question_answering', "
-                                 "'retrieval']")
+            try:
+                get_family(self.task_type)
+            except ValueError as err:
+                raise ValueError(f"FinetuneConfig.task_type={self.task_type!r}: {err}") from None
 
     # ---- construction ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -210,7 +201,7 @@ class FinetuneConfig:
 
     def resolved(self, family: str) -> FinetuneConfig:
         """Fill the ``None`` per-family fields with the protocol's values for ``family``."""
-        defaults = FAMILY_DEFAULTS.get(family, {})
+        defaults = FAMILIES[family].defaults if family in FAMILIES else {}
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         if self.epochs is None and self.max_steps is None and "epochs" not in changes and "max_steps" not in changes:
             changes["epochs"] = 1.0

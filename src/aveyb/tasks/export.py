@@ -17,7 +17,6 @@ from typing import Any
 
 MODEL_DIR = "model"
 TASK_KEY = "aveyb_task"
-FAMILIES = ("sequence_classification", "token_classification", "question_answering", "retrieval")
 
 
 def task_settings(task, cfg, max_length: int | None) -> dict[str, Any]:

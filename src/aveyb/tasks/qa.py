@@ -22,6 +22,7 @@ import torch
 from aveyb.evaluation.metrics import paper_qa_f1, squad_metrics
 from aveyb.tasks.data import RowErrors
 from aveyb.tasks.export import save_finetuned, task_settings
+from aveyb.tasks.predict import input_text, max_length
 from aveyb.tasks.training import (
     TaskError,
     end_token_id,
@@ -257,4 +258,45 @@ def run(task, splits, labels, model_path: str, cfg, device, save_dir=None) -> di
             out[f"{name}/{k}"] = v
     if save_dir is not None:
         save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
+    return out
+
+
+def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+    """The predicted answer span of every input row (``aveyb predict``): text and character offsets."""
+    in_span = cfg.qa_head == "in_span"
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model("token_classification" if in_span else "question_answering", model_dir)
+    max_len = max_length(cfg, model, tokenizer)
+    examples, feats = [], []
+    for number, row in enumerate(rows, 1):
+        at = where(number, row)
+        question, context = (input_text(row, key, at, "question_answering") for key in ("question", "context"))
+        examples.append(context)
+        for ids, offsets, seq in make_windows(tokenizer, question, context, max_len, cfg.doc_stride,
+                                                 cfg.append_eos):
+            feats.append({"input_ids": ids, "offsets": offsets, "seq": seq, "example": number - 1})
+    if in_span:
+        output = lambda o: o.logits.float().softmax(-1)[..., 1].cpu()
+    else:
+        output = lambda o: (o.start_logits.float().cpu(), o.end_logits.float().cpu())
+    windows: list[list[dict]] = [[] for _ in rows]
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    for idx, res in predict_batches(model, feats, collate, cfg, device, desc="predict", output=output):
+        for r, i in enumerate(idx):
+            f, n = feats[i], len(feats[i]["input_ids"])
+            w = {"offsets": f["offsets"], "seq": f["seq"]}
+            if in_span:
+                w["p_inside"] = res[r, :n].tolist()
+            else:
+                w["start"], w["end"] = res[0][r, :n], res[1][r, :n]
+            windows[f["example"]].append(w)
+    allow_empty = bool(settings.get("allow_no_answer"))  # SQuAD v2-style tasks: "" when no span wins
+    out = []
+    for context, ws in zip(examples, windows):
+        if in_span:
+            span = decode_in_span(ws)[1]
+        else:
+            span = decode_start_end(ws, cfg.n_best, cfg.max_answer_length, allow_empty)
+        out.append({"answer": context[span[0]:span[1]], "start": span[0], "end": span[1]} if span
+                   else {"answer": "", "start": None, "end": None})
     return out

@@ -224,16 +224,16 @@ def _unknown_task_message(name: str, root: Path | None) -> str:
 def task_labels(task: Task, splits: TaskSplits, data_dir: Path | None = None) -> list[str] | None:
     """The label set: the task's fixed list (built-in, or meta.json's ``labels``), else the sorted
     train labels. A train row without a label is an error naming the row."""
-    if task.family not in ("sequence_classification", "token_classification"):
+    family = FAMILIES[task.family]
+    key = family.label_key
+    if key is None:
         return None
     if task.labels:
         return list(task.labels)
-    key = "label" if task.family == "sequence_classification" else "tags"
     errors, seen = RowErrors(f"{task.name}/train"), set()
     for n, ex in enumerate(splits.train, 1):
-        value = ex.get(key)
-        values = value if isinstance(value, list) else [value]
-        if value is None or any(v is None for v in values):
+        values = family.labels_of(ex)
+        if ex.get(key) is None or any(v is None for v in values):
             errors.add(ex.get("id", n), f"field {key!r} is missing (allowed: a label for every "
                                         f"{'row' if key == 'label' else 'token'})")
         else:

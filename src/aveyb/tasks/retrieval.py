@@ -16,6 +16,8 @@ import torch
 from aveyb.evaluation.metrics import retrieval_metrics
 from aveyb.tasks.data import RetrievalData, TaskDataError
 from aveyb.tasks.export import save_sentence_model, task_settings
+from aveyb.tasks.families import FAMILIES
+from aveyb.tasks.predict import PredictError, input_text
 from aveyb.tasks.training import (
     TaskError,
     autocast,
@@ -205,3 +207,20 @@ def run(task, splits, labels, model_path: str, cfg, device, save_dir=None) -> di
     if save_dir is not None:
         save_sentence_model(model, save_dir, task_settings(task, cfg, model.max_seq_length))
     return out
+
+
+def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+    """The embedding of every input row (``aveyb predict``), with the prefix used in training."""
+    texts = []
+    for number, row in enumerate(rows, 1):
+        at = where(number, row)
+        present = [k for k in ("query", "document", "text") if row.get(k) not in (None, "")]
+        if len(present) != 1:
+            raise PredictError(f"{at}: {'columns ' + str(present) + ' are all set' if present else 'no text column'}; "
+                               f"retrieval needs exactly one of {FAMILIES['retrieval'].input_columns}")
+        key = present[0]
+        prefix = {"query": cfg.query_prefix, "document": cfg.document_prefix, "text": ""}[key]
+        texts.append(prefix + input_text(row, key, at, "retrieval"))
+    model = load_sentence_model(str(model_dir), cfg.max_length, device)
+    embeddings = encode(model, texts, cfg, device, desc="predict")
+    return [{"embedding": e} for e in embeddings.tolist()]

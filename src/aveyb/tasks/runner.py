@@ -22,6 +22,7 @@ from aveyb.tasks import checkpoint
 from aveyb.tasks.config import FinetuneConfig
 from aveyb.tasks.data import resolve_data_dir
 from aveyb.tasks.export import MODEL_DIR
+from aveyb.tasks.families import FAMILIES
 from aveyb.tasks.registry import LoadContext, get_task, task_labels
 
 RESULTS_FILE = "results.json"
@@ -65,14 +66,6 @@ def load_results(output_dir: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-_FAMILY_MODULES = {
-    "sequence_classification": "aveyb.tasks.classification",
-    "token_classification": "aveyb.tasks.token_classification",
-    "question_answering": "aveyb.tasks.qa",
-    "retrieval": "aveyb.tasks.retrieval",
-}
-
-
 # Options that change neither the training nor the scores: a stored run is still the same run.
 _NOT_COMPARED = ("progress", "save_model")
 
@@ -106,8 +99,6 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
     Skips (and returns the stored record) when ``output_dir/results.json`` exists, unless
     ``force``. Raises on any failure, leaving no ``results.json``.
     """
-    import importlib
-
     from aveyb.tasks.training import select_device, set_seed
 
     out_dir = Path(output_dir)
@@ -136,7 +127,7 @@ def run_finetune(model: str, task: str, output_dir: str | os.PathLike, config: F
     labels = task_labels(spec, splits, ddir)
     device = select_device(cfg)
     set_seed(cfg.seed)
-    family = importlib.import_module(_FAMILY_MODULES[spec.family])
+    family = FAMILIES[spec.family]
     save_dir = out_dir / MODEL_DIR if cfg.save_model else None
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     with checkpoint.checkpoints_in(ckpt_dir):  # a killed run resumes from here when run again

@@ -42,26 +42,10 @@ from aveyb.tasks.data import (
     split_train_validation,
     table_format,
 )
-from aveyb.tasks.task import DEFAULT_MAIN_METRIC, FAMILIES, LoadContext, Task, TaskSplits
+from aveyb.tasks.families import ALIASES, FAMILIES
+from aveyb.tasks.task import LoadContext, Task, TaskSplits
 
 SC, TC, QA, IR = FAMILIES
-
-# task_type spellings (meta.json, --task-type) -> family; meta.json may add words after the name
-FAMILY_ALIASES = {
-    "sequence_classification": SC, "text_classification": SC, "sentence_pair_classification": SC,
-    "classification": SC, "sc": SC,
-    "token_classification": TC, "ner": TC, "pos": TC, "tc": TC,
-    "question_answering": QA, "extractive_qa": QA, "qa": QA,
-    "retrieval": IR, "ir": IR,
-}
-
-# metrics a task may name as its main one (meta.json "main_metric"), per family
-FAMILY_METRICS = {
-    SC: ("accuracy", "macro_f1", "f1", "precision", "recall"),
-    TC: ("paper_macro_f1", "token_accuracy", "f1", "precision", "recall"),
-    QA: ("paper_f1", "exact_match", "squad_f1"),
-    IR: ("ndcg@10", "paper_ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100"),
-}
 
 # columns looked for when no flag names them (first match wins)
 DEFAULT_TEXT_COLUMNS = (("text",), ("text_a", "text_b"), ("sentence1", "sentence2"), ("sentence",),
@@ -108,10 +92,10 @@ def parse_family(value: Any, where: str) -> str:
     """A family from a task_type such as ``"extractive_qa (span extraction)"``."""
     if isinstance(value, str) and value.strip():
         key = re.split(r"[\s(,;:]", value.strip().lower(), maxsplit=1)[0].replace("-", "_")
-        if key in FAMILY_ALIASES:
-            return FAMILY_ALIASES[key]
+        if key in ALIASES:
+            return ALIASES[key]
     raise TaskDataError(f"{where}: task_type = {value!r} is not a task family; allowed: "
-                        f"{', '.join(FAMILIES)} (or {', '.join(k for k in FAMILY_ALIASES if k not in FAMILIES)})")
+                        f"{', '.join(FAMILIES)} (or {', '.join(k for k in ALIASES if k not in FAMILIES)})")
 
 
 def infer_family(columns: set[str], named: Columns, where: str) -> str:
@@ -166,14 +150,14 @@ def main_metric(meta: dict, family: str, where: str) -> str:
     family's paper metric."""
     named = meta.get("main_metric")
     if named is not None:
-        if named not in FAMILY_METRICS[family]:
+        if named not in FAMILIES[family].metrics:
             raise TaskDataError(f"{where}: main_metric = {named!r}; allowed for {family}: "
-                                f"{list(FAMILY_METRICS[family])}")
+                                f"{list(FAMILIES[family].metrics)}")
         return named
     text = str(meta.get("metric") or "").strip().lower()
     if family == TC and text.startswith("token accuracy"):
         return "token_accuracy"
-    return DEFAULT_MAIN_METRIC[family]
+    return FAMILIES[family].main_metric
 
 
 def metric_options(meta: dict, family: str, labels: list[str] | None) -> dict[str, Any]:
@@ -485,7 +469,7 @@ def file_task(path: Path, cfg=None) -> Task:
     for _ in range(2):  # data.csv.gz -> data
         if table_format(stem) is not None or stem.endswith(".gz"):
             stem = Path(stem).stem
-    task = Task(stem, family, load, None, DEFAULT_MAIN_METRIC[family], source="file", description=f"file {path}")
+    task = Task(stem, family, load, None, FAMILIES[family].main_metric, source="file", description=f"file {path}")
     return task
 
 
@@ -598,7 +582,7 @@ def hub_task(dataset: str, cfg, load_split: Callable) -> Task:
         _data_options(task, splits["train"] + splits["validation"] + splits["test"])
         return TaskSplits(splits["train"], splits["validation"], splits["test"], carved)
 
-    task = Task(dataset, family, load, names, DEFAULT_MAIN_METRIC[family], source="hub-dataset",
+    task = Task(dataset, family, load, names, FAMILIES[family].main_metric, source="hub-dataset",
                 description=f"Hugging Face dataset {dataset}" + (f" ({config})" if config else ""))
     return task
 

@@ -13,17 +13,9 @@ from typing import Any
 
 from aveyb.tasks import hub
 from aveyb.tasks.data import RetrievalData, subsample
+from aveyb.tasks.families import FAMILIES
 
-FAMILIES = ("sequence_classification", "token_classification", "question_answering", "retrieval")
-
-# The main metric of a family when the task does not name one (the paper's metric).
-DEFAULT_MAIN_METRIC = {
-    "sequence_classification": "accuracy",
-    "token_classification": "paper_macro_f1",
-    "question_answering": "paper_f1",
-    "retrieval": "ndcg@10",
-}
-
+__all__ = ["FAMILIES", "LoadContext", "Task", "TaskSplits", "cap_queries"]
 
 @dataclass
 class TaskSplits:

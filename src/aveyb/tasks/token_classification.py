@@ -10,6 +10,8 @@ from functools import partial
 from aveyb.evaluation.metrics import token_classification_metrics
 from aveyb.tasks.data import RowErrors
 from aveyb.tasks.export import save_finetuned, task_settings
+from aveyb.tasks.families import FAMILIES
+from aveyb.tasks.predict import PredictError, max_length
 from aveyb.tasks.training import (
     encode_and_train,
     end_token_id,
@@ -147,4 +149,38 @@ def run(task, splits, labels: list[str], model_path: str, cfg, device, save_dir=
                 out[f"{name}/{k}"] = v
     if save_dir is not None:
         save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
+    return out
+
+
+def input_words(row: dict, at: str) -> list[str]:
+    """The words of an input row: a list, or one string split on whitespace."""
+    value = row.get("tokens")
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list) or not value or not all(isinstance(w, str) and w.strip() for w in value):
+        raise PredictError(f"{at}: column 'tokens' is missing or empty, or holds an empty word; "
+                           f"token classification needs {FAMILIES['token_classification'].input_columns}")
+    return value
+
+
+def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+    """Predicted tag of every word of every input row (``aveyb predict``)."""
+    tokenizer, model = load_tokenizer(model_dir), load_model("token_classification", model_dir)
+    max_len = max_length(cfg, model, tokenizer)
+    feats = []
+    for number, row in enumerate(rows, 1):
+        words = input_words(row, where(number, row))
+        ids, word_of = word_alignment(tokenizer, words, max_len, cfg.append_eos)
+        feats.append({"input_ids": ids, "word_of": word_of, "words": words})
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    default = labels.index("O") if "O" in labels else 0
+    out: list[dict] = [{} for _ in rows]
+    collate = partial(pad_batch, pad_id=tokenizer.pad_token_id)
+    for idx, logits in predict_batches(model, feats, collate, cfg, device, desc="predict"):
+        arg = logits.float().argmax(-1).tolist()
+        for row, i in enumerate(idx):
+            f = feats[i]
+            tags = decode_words(arg[row][: len(f["input_ids"])], f["word_of"], len(f["words"]), cfg.tc_decoding,
+                                default)
+            out[i] = {"tokens": f["words"], "tags": [labels[t] for t in tags]}
     return out
