@@ -44,32 +44,3 @@ def test_compiled_model_matches_eager():
         want = model(ids).logits
         got = torch.compile(model)(ids).logits
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-
-
-def test_fused_evaluation_after_optimizer_steps_matches_reference():
-    """Evaluate, train with the fused AdamW (it does not bump parameter versions), evaluate again:
-    the fused path must see the updated weights (it read a stale cached enricher weight)."""
-    from aveyb import kernels
-
-    torch.manual_seed(0)
-    cfg = AveyBConfig(vocab_size=512, hidden_size=128, num_hidden_layers=4, split_size=32, top_k=3)
-    model = AveyBForMaskedLM(cfg).cuda()
-    assert kernels.supports(cfg, torch.device("cuda")), "the fused path must run for this test to mean anything"
-    ids = torch.randint(0, 512, (4, 256), device="cuda")
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
-
-    def evaluate(backend):
-        model.config.kernel_backend = backend
-        model.eval()
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-            return float(model(ids, labels=ids).loss)
-
-    evaluate("auto")  # fills the cache, as the first validation of a run does
-    model.train()
-    for _ in range(5):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            model(ids, labels=ids).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    fused, reference = evaluate("auto"), evaluate("torch")
-    assert abs(fused - reference) < 0.02 * reference, (fused, reference)

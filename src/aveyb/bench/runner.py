@@ -204,8 +204,8 @@ class Bench:
             module, optimizer, sparse = self.build(model, impl, mode, max(lengths))
             if model == "avey-b" and impl.startswith("fused"):
                 err = fused_vs_reference(module, self.device)
-                from aveyb.kernels.gemm import enricher_mode
-                from aveyb.kernels.layers import train_layer_mode
+                from aveyb.kernels.enricher import enricher_mode
+                from aveyb.kernels.layer import train_layer_mode
 
                 for rec in records:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"

@@ -1,29 +1,27 @@
 """Fused Triton kernels for Avey-B: the ranker and the contextualization layers.
 
 The plain PyTorch modules in :mod:`aveyb.model` are the reference and the CPU default. On a CUDA
-device, with ``config.kernel_backend`` "auto" or "triton", the model calls the three functions
-below instead; each returns what its reference returns:
+device, with ``config.kernel_backend`` "auto" or "triton", the model calls the functions below
+instead; each returns what its reference returns:
 
 * :func:`supports` -- whether these kernels cover ``config`` on ``device`` (else the reference runs);
 * :func:`rank_and_compress` -- matches :func:`aveyb.model.ranker.rank_and_compress`;
-* :func:`layer_forward` -- matches ``AveyBLayer.forward``; with autograd on, its training path
-  (``training.LayerFunction``: hand-written forward and backward kernels of ``backward.py``
-  around cuBLAS GEMMs, or the compiled reference, per ``AVEYB_TRAIN_LAYER``);
+* :func:`layer_forward` -- matches ``AveyBLayer.forward``; with autograd on, through the training
+  path (``layer.LayerFunction``, or the compiled reference, per ``AVEYB_TRAIN_LAYER``);
 * :func:`run_layers` -- every layer in turn (yielding each output), passing the row statistics
   one fused layer computes for the next one's RMSNorm;
 * :func:`cross_entropy` -- the masked-LM loss, matches ``F.cross_entropy(logits.float(), labels,
-  ignore_index=-100)`` without an fp32 copy of the logits (``loss.py``).
+  ignore_index=-100)`` without an fp32 copy of the logits.
 
-:mod:`aveyb.kernels.graphs` replays the fused forward as CUDA graphs (``GraphedEncoder``), which
-removes the launch overhead that dominates short inputs.
+One module per operation, each kernel beside a docstring naming the reference it must match, its
+forward and backward together: ``ranker``, ``rms_norm``, ``enricher`` (with ``enricher_gluon``),
+``mix``, ``fuser``, ``loss``; ``layer`` composes the layer from them; ``graphs`` replays the fused
+forward as CUDA graphs (``GraphedEncoder``). ``_triton_utils`` holds what several operations share,
+``tuning`` the autotuning. ``docs/kernels.md`` describes the design and the measured speed.
 
 Triton is imported lazily, on the first call of the last four, so that ``import aveyb.kernels``
-works on machines without Triton (CI); there :func:`supports` is False. Every kernel sits beside
-a docstring naming the reference function it must match (``ranker.py``, ``layers.py``,
-``backward.py``);
-``docs/kernels.md`` describes the design and the measured speed.
+works on machines without Triton (CI); there :func:`supports` is False.
 """
-
 from __future__ import annotations
 
 import importlib.util
@@ -73,9 +71,9 @@ def rank_and_compress(x, mask, down_proj, config):
 
 def layer_forward(layer, x, mask):
     """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d), (M, S) bool or None -> (M, S, d)."""
-    from aveyb.kernels import layers
+    from aveyb.kernels import layer as fused_layer
 
-    return layers.layer_forward(layer, x, mask)
+    return fused_layer.layer_forward(layer, x, mask)
 
 
 def cross_entropy(logits, labels):
@@ -87,6 +85,6 @@ def cross_entropy(logits, labels):
 
 def run_layers(layers, h, mask):
     """Yield the output of each of ``layers`` applied in turn to ``h`` (M, S, d)."""
-    from aveyb.kernels import layers as fused_layers
+    from aveyb.kernels import layer as fused_layer
 
-    return fused_layers.run_layers(layers, h, mask)
+    return fused_layer.run_layers(layers, h, mask)

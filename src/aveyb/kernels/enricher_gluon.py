@@ -1,9 +1,9 @@
 """The layer's two GEMMs as warp-specialised Hopper kernels written in Gluon (``AVEYB_ENRICHER=ws``,
 the default on Hopper, and ``AVEYB_FUSER=ws``, opt-in).
 
-* enricher (KIND 0): ``gemm._enricher_tma_kernel`` with the tanh-form GELU, Z = act(r · (X · W'ᵀ)
+* enricher (KIND 0): ``enricher._enricher_tma_kernel`` with the tanh-form GELU, Z = act(r · (X · W'ᵀ)
   + b), W' = W_e · diag(g), r the RMSNorm row scale from the previous fuser's partial sums;
-* fuser (KIND 1): ``gemm._fuser_tma_kernel``, out = F · W_fᵀ + b_f + α · X, plus the per-row,
+* fuser (KIND 1): ``fuser._fuser_tma_kernel``, out = F · W_fᵀ + b_f + α · X, plus the per-row,
   per-column-tile partial sums of squares of the rounded output.
 
 The Triton kernels run their epilogue after each tile's MMAs on the same warps, so the tensor
@@ -45,7 +45,7 @@ BLOCK_M, BLOCK_N, BLOCK_K, STAGES, GROUP_M = 128, 128, 64, 4, 8
 
 @gluon.jit
 def _gelu_tanh(x):
-    """0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) on the hardware tanh, as ``gemm.act_fast(FAST=2)``."""
+    """0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) on the hardware tanh, as ``_triton_utils.act_fast(FAST=2)``."""
     half = 0.5 * x
     t = gl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f",
                                   [x * (0.7978845608028654 + 0.035677408136300125 * (x * x))],
@@ -55,7 +55,7 @@ def _gelu_tanh(x):
 
 @gluon.jit
 def _tile(t, num_m, num_n, GROUP: gl.constexpr):
-    """(row tile, column tile) of tile ``t`` in grouped order, as ``gemm._grouped_tile``."""
+    """(row tile, column tile) of tile ``t`` in grouped order, as ``_triton_utils._grouped_tile``."""
     per_group = GROUP * num_n
     first_m = (t // per_group) * GROUP
     size = gl.minimum(num_m - first_m, GROUP)

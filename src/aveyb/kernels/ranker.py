@@ -29,8 +29,16 @@ import torch
 import triton
 import triton.language as tl
 
-from aveyb.kernels import gemm
-from aveyb.kernels.tuning import dot_precision, env_choice, mask_arg, product_fp32, size_bucket, tunable
+from aveyb.kernels._triton_utils import (
+    device_properties,
+    dot_precision,
+    env_choice,
+    mask_arg,
+    product_fp32,
+    tensor_descriptor,
+    tma_layout_ok,
+)
+from aveyb.kernels.tuning import size_bucket, tunable
 from aveyb.model import ranker as ref
 
 _MAXSIM_CONFIGS = [
@@ -193,7 +201,7 @@ def _maxsim_tma_ok(xs: torch.Tensor) -> bool:
         return False
     if xs.shape[0] * xs.shape[1] < TMA_MIN_SPLITS or xs.dtype not in (torch.bfloat16, torch.float16):
         return False
-    return gemm._properties(xs.device).major >= 9 and gemm._tma_layout_ok(xs)
+    return device_properties(xs.device).major >= 9 and tma_layout_ok(xs)
 
 
 def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, direction: str = "left",
@@ -219,7 +227,7 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
     common = dict(HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s)
     if tma if tma is not None else _maxsim_tma_ok(xs):
         flat = xs.view(batch * n_splits * split_size, width)
-        q_desc, k_desc = gemm._desc(flat), gemm._desc(flat)  # two: the config's pre-hook gives each its block
+        q_desc, k_desc = tensor_descriptor(flat), tensor_descriptor(flat)  # two: the config's pre-hook gives each its block
         grid_tma = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]) * meta["GROUP_I"],
                                  triton.cdiv(n_splits, meta["GROUP_I"]), batch)
         _maxsim_tma_kernel[grid_tma](q_desc, k_desc, inv, mask_u8, out, n_splits, split_size, width,

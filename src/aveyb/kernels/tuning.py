@@ -1,22 +1,31 @@
-"""Autotuning choices, dot precision and argument helpers shared by the Triton kernels."""
+"""Autotuning: the candidates each kernel tunes over, the size classes its key uses, and what the
+autotuners chose (recorded by ``aveyb bench``). Imports neither torch nor Triton."""
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 
-import torch
+# The modules whose autotuned kernels :func:`chosen_configs` reports.
+KERNEL_MODULES = ("aveyb.kernels.enricher", "aveyb.kernels.fuser", "aveyb.kernels.mix", "aveyb.kernels.rms_norm",
+                  "aveyb.kernels.ranker")
+
+
+def smallest_config(configs: list):
+    """The candidate with the smallest footprint: the product of its numeric meta-parameters times its
+    pipeline stages (boolean switches such as FLAT do not count)."""
+    return min(configs, key=lambda c: math.prod(v for v in c.kwargs.values() if not isinstance(v, bool))
+               * max(c.num_stages, 1))
 
 
 def tunable(configs: list) -> list:
     """Autotuning candidates, or only the smallest tiles under TRITON_INTERPRET=1 (the CPU
-    interpreter cannot time) or AVEYB_AUTOTUNE=0 (read at import; the parity tests use it to keep
+    interpreter cannot time) or AVEYB_AUTOTUNE=0 (read at import; a debugging aid that keeps
     compilation short). Without autotuning nothing prunes a config that exceeds shared memory
-    (S=256 in fp32 did with 64-row tiles), so the fallback is the one with the smallest footprint
-    (boolean switches such as FLAT do not count)."""
+    (S=256 in fp32 did with 64-row tiles), so the fallback is the one with the smallest footprint."""
     if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AVEYB_AUTOTUNE") == "0":
-        return [min(configs, key=lambda c: math.prod(v for v in c.kwargs.values() if not isinstance(v, bool))
-                   * max(c.num_stages, 1))]
+        return [smallest_config(configs)]
     return configs
 
 
@@ -26,47 +35,6 @@ def size_bucket(n: int, cap: int = 4096) -> int:
     first shape it saw: a benchmark sweep that starts at 128 tokens then ran the dynamic mix at
     2,048 with 32-row tiles, 9% slower end to end on an H100."""
     return min(1 << max(n - 1, 0).bit_length(), cap)
-
-
-def env_choice(var: str, choices, default: str) -> str:
-    """The value of environment variable ``var``, which must be one of ``choices``: anything else is a
-    ValueError naming the variable and what is allowed."""
-    value = os.environ.get(var, default)
-    if value not in choices:
-        raise ValueError(f"{var}={value!r}: expected one of {', '.join(choices)}")
-    return value
-
-
-def dot_precision(dtype: torch.dtype) -> str:
-    """fp32 inputs: 3xTF32 (about fp32 accuracy, so selections match the fp32 reference); bf16/fp16
-    inputs use the tensor cores' native path and the flag is ignored."""
-    return "tf32x3" if dtype == torch.float32 else "tf32"
-
-
-def mask_arg(mask: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
-    """A bool mask as the uint8 buffer the kernels read, or ``placeholder`` (any tensor: the
-    kernel's HAS_MASK=False branch never reads it) when there is no mask."""
-    return mask.contiguous().view(torch.uint8) if mask is not None else placeholder
-
-
-_OUT_DTYPE_OK: dict = {}  # torch.mm / torch.bmm -> whether its out_dtype= overload ran here
-
-
-def product_fp32(op, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``op(a, b)`` (``torch.mm`` or ``torch.bmm``) with an fp32-or-wider result: straight from the
-    GEMM's fp32 accumulator where torch offers it (``out_dtype=``, CUDA, 16-bit inputs; remembered
-    per op after the first try), else the product upcast."""
-    if a.is_cuda and a.dtype in (torch.bfloat16, torch.float16) and _OUT_DTYPE_OK.get(op, True):
-        try:
-            out = op(a, b, out_dtype=torch.float32)
-            _OUT_DTYPE_OK[op] = True
-            return out
-        except (TypeError, RuntimeError, NotImplementedError):
-            _OUT_DTYPE_OK[op] = False
-    return op(a, b).to(torch.promote_types(a.dtype, torch.float32))
-
-
-KERNEL_MODULES = ("aveyb.kernels.gemm", "aveyb.kernels.layers", "aveyb.kernels.backward", "aveyb.kernels.ranker")
 
 
 def config_label(config) -> str:
@@ -83,17 +51,24 @@ def key_label(names, key: tuple) -> str:
     return " ".join(named + ([",".join(dtypes)] if dtypes else []))
 
 
-def chosen_configs() -> dict[str, dict[str, str]]:
-    """The config each autotuned kernel settled on in this process, per autotuning key (kernels not
-    yet launched, or with one candidate, are left out). Modules not imported yet are not imported."""
-    import sys
-
-    chosen = {}
+def autotuned_kernels() -> dict:
+    """Name -> autotuner of every autotuned kernel in the modules of KERNEL_MODULES imported so far
+    (modules not imported yet are not imported)."""
+    found = {}
     for name in KERNEL_MODULES:
         module = sys.modules.get(name)
         for attr, value in sorted(vars(module).items()) if module else ():
-            cache = getattr(value, "cache", None)
-            if isinstance(cache, dict) and cache and hasattr(value, "configs"):
-                names = list(getattr(value, "keys", ()))
-                chosen[attr] = {key_label(names, key): config_label(c) for key, c in sorted(cache.items(), key=str)}
+            if isinstance(getattr(value, "cache", None), dict) and hasattr(value, "configs"):
+                found[attr] = value
+    return found
+
+
+def chosen_configs() -> dict[str, dict[str, str]]:
+    """The config each autotuned kernel settled on in this process, per autotuning key (kernels not
+    yet launched, or with one candidate, are left out)."""
+    chosen = {}
+    for attr, kernel in autotuned_kernels().items():
+        if kernel.cache:
+            names = list(getattr(kernel, "keys", ()))
+            chosen[attr] = {key_label(names, key): config_label(c) for key, c in sorted(kernel.cache.items(), key=str)}
     return chosen
