@@ -6,16 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from parity import (
-    chained_layers,
-    check,
     check_inference_gemm_config,
     check_interpreted,
     check_training_layer_config,
     config_cases,
     gpu,
     interpreter,
-    layer_inputs,
-    random_layers,
     rel,
 )
 
@@ -23,16 +19,6 @@ triton = pytest.importorskip("triton")
 from aveyb.kernels import fuser  # noqa: E402
 from aveyb.kernels._triton_utils import _GEMM_CONFIGS, _TMA_CONFIGS, tensor_descriptor  # noqa: E402
 from aveyb.kernels.rms_norm import RowStats  # noqa: E402
-
-
-@pytest.mark.parametrize("bad", ["cublas"])
-def test_fuser_mode_is_validated(bad, monkeypatch):
-    """AVEYB_FUSER defaults to tma; an unknown value is an error naming the variable and the choices."""
-    monkeypatch.delenv("AVEYB_FUSER", raising=False)
-    assert fuser.fuser_mode() == "tma"
-    monkeypatch.setenv("AVEYB_FUSER", bad)
-    with pytest.raises(ValueError, match=f"AVEYB_FUSER='{bad}'.*tma, ws"):
-        fuser.fuser_mode()
 
 
 @interpreter
@@ -56,23 +42,6 @@ def test_fuser_tma_interpreted():
 
 
 @gpu
-@pytest.mark.parametrize("mode", ["ws", "tma"])
-@pytest.mark.parametrize("case", [("static", "sum", "gelu", 3, 256, 128, False), ("dynamic", "sum", "gelu", 3, 64, 256, True)],
-                         ids=["static-d128", "dynamic-d256-padded"])
-def test_fuser_modes_parity(case, mode, monkeypatch):
-    """Every AVEYB_FUSER mode of the 16-bit Hopper fuser, through three chained bf16 layers."""
-    if torch.cuda.get_device_capability()[0] < 9:
-        pytest.skip("the fuser modes are Hopper paths")
-    monkeypatch.setenv("AVEYB_FUSER", mode)
-    dev, dtype = torch.device("cuda"), torch.bfloat16
-    cfg, x, mask = layer_inputs(case, dev)
-    layers = random_layers(cfg, case[0], 3, dev)
-    with torch.no_grad():
-        _, chainf, chainr, chain64 = chained_layers(layers, x, mask, dtype)
-    check(f"3 layers {case[0]} AVEYB_FUSER={mode}", chainf, chainr, chain64, dtype)
-
-
-@gpu
 @pytest.mark.parametrize("cfg", config_cases("cast_colsum", fuser._COLSUM_CONFIGS))
 def test_cast_colsum_config(cfg, monkeypatch):
     """The training path's output-gradient cast and bias-gradient sums, every config, through the
@@ -81,7 +50,7 @@ def test_cast_colsum_config(cfg, monkeypatch):
 
 
 GEMM_CASES = [  # (name, kernel, configs, dtype, environment)
-    ("tma", fuser._fuser_tma_kernel, _TMA_CONFIGS, torch.bfloat16, {"AVEYB_FUSER": "tma"}),
+    ("tma", fuser._fuser_tma_kernel, _TMA_CONFIGS, torch.bfloat16, {}),
     # the pointer kernel: 16-bit data on GPUs before Hopper, and fp32 everywhere
     ("pointer-bf16", fuser._fuser_kernel, _GEMM_CONFIGS, torch.bfloat16, {"AVEYB_GEMM_TMA": "0"}),
     ("pointer-fp32", fuser._fuser_kernel, _GEMM_CONFIGS, torch.float32, {}),

@@ -58,18 +58,6 @@ def act_grad(x, ACT: tl.constexpr):
 
 
 @triton.jit
-def erf_fast(x):
-    """erf to 1.5e-7 absolute (Abramowitz & Stegun 7.1.26): about half the instructions of
-    libdevice's erff, for the 16-bit TMA path whose epilogue is bound by this arithmetic. The
-    error is far below bf16/fp16 resolution; fp32 runs use the exact ``tl.math.erf``."""
-    ax = tl.abs(x)
-    t = tl.fdiv(1.0, 1.0 + 0.3275911 * ax, ieee_rounding=False)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    y = 1.0 - poly * tl.exp(-ax * ax)
-    return tl.where(x < 0, -y, y)
-
-
-@triton.jit
 def tanh_approx(x):
     """The hardware tanh (one MUFU instruction, max relative error 2^-11)."""
     return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True,
@@ -77,16 +65,14 @@ def tanh_approx(x):
 
 
 @triton.jit
-def act_fast(x, ACT: tl.constexpr, FAST: tl.constexpr):
-    """:func:`act_fn` for the 16-bit TMA path. FAST=1: exact GELU through :func:`erf_fast`;
-    FAST=2: both GELUs as the tanh form through the hardware tanh (see ``enricher_mode``)."""
-    if FAST == 2 and ACT <= 1:
+def act_fast(x, ACT: tl.constexpr):
+    """:func:`act_fn` for the 16-bit TMA enricher: both GELUs as the tanh form through the hardware
+    tanh (see ``enricher.enricher_mode``); ReLU and SiLU as :func:`act_fn`."""
+    if ACT <= 1:
         # 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))) in five FMA-pipe operations and one MUFU one
         half = 0.5 * x
         t = tanh_approx(x * (0.7978845608028654 + 0.035677408136300125 * (x * x)))
         y = half + half * t
-    elif ACT == 0:
-        y = 0.5 * x * (1.0 + erf_fast(x * 0.7071067811865476))
     else:
         y = act_fn(x, ACT)
     return y
@@ -150,7 +136,7 @@ _GEMM_CONFIGS = [
 
 # ---- Hopper path: persistent kernels with TMA (tensor-memory-accelerator) loads and stores ----
 # One program per SM walks over output tiles; Triton pipelines the flattened loop so the next
-# tile's loads run during this tile's epilogue, which is the expensive part here (erf GELU, two
+# tile's loads run during this tile's epilogue, which is the expensive part here (GELU, two
 # outputs). The epilogue works on two column halves of the tile to bound register pressure.
 def _tma_block_shapes(nargs):
     bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]

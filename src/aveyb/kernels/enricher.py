@@ -72,9 +72,9 @@ def _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, K, eps):
 def _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT: tl.constexpr, FAST: tl.constexpr,
                      HAS_MASK: tl.constexpr):
     """act(acc · r + b), with U's columns (the first d = K) zeroed on padded rows (HAS_MASK; rows
-    past the end are never stored)."""
-    if FAST > 0:
-        y = act_fast(acc * scale[:, None] + bias[None, :], ACT, FAST)
+    past the end are never stored). FAST: the TMA kernel's activation, :func:`act_fast`."""
+    if FAST:
+        y = act_fast(acc * scale[:, None] + bias[None, :], ACT)
     else:
         y = act_fn(acc * scale[:, None] + bias[None, :], ACT)
     if HAS_MASK:
@@ -103,26 +103,11 @@ def _enricher_kernel(
 
 
 @triton.jit
-def _rms_apply_kernel(x_ptr, ss_ptr, out_ptr, R, D, NT, SS_STRIDE, eps, BLOCK_R: tl.constexpr,
-                      BLOCK_D: tl.constexpr):
-    """out = x · rsqrt(mean(x²) + eps) per row, the mean from NT partial sums (the cuBLAS enricher's input)."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < R
-    scale = _row_scale(ss_ptr, rows, row_ok, NT, SS_STRIDE, D, eps)
-    r64 = rows.to(tl.int64)
-    for d0 in range(0, D, BLOCK_D):
-        dd = d0 + tl.arange(0, BLOCK_D)
-        ok = row_ok[:, None] & (dd < D)[None, :]
-        x = tl.load(x_ptr + r64[:, None] * D + dd[None, :], mask=ok, other=0.0).to(tl.float32)
-        tl.store(out_ptr + r64[:, None] * D + dd[None, :], (x * scale[:, None]).to(out_ptr.dtype.element_ty), mask=ok)
-
-
-@triton.jit
-def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.constexpr, FAST: tl.constexpr,
-                 HAS_MASK: tl.constexpr, HALF: tl.constexpr):
+def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.constexpr, HAS_MASK: tl.constexpr,
+                 HALF: tl.constexpr):
     cols = off_n + tl.arange(0, HALF)
     bias = tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)
-    z = _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT, FAST, HAS_MASK)
+    z = _enrich_epilogue(acc, scale, bias, keep, cols, K, ACT, True, HAS_MASK)
     z_desc.store([off_m, off_n], z.to(z_desc.dtype))
 
 
@@ -131,12 +116,12 @@ def _enrich_half(acc, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT: tl.co
 def _enricher_tma_kernel(
     a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr,
     R, N, K, NT, SS_STRIDE, R_BUCKET, eps,
-    HAS_MASK: tl.constexpr, ACT: tl.constexpr, FAST: tl.constexpr, NUM_SMS: tl.constexpr,
+    HAS_MASK: tl.constexpr, ACT: tl.constexpr, NUM_SMS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr, OCC: tl.constexpr,
     WS: tl.constexpr = False, FLAT: tl.constexpr = True, EPI: tl.constexpr = 2,
 ):
-    """:func:`_enricher_kernel` as a persistent TMA kernel (FAST: see :func:`act_fast`); the epilogue
-    works on EPI (2 or 4) column slices of the tile."""
+    """:func:`_enricher_kernel` as a persistent TMA kernel, the GELUs in their tanh form
+    (:func:`act_fast`); the epilogue works on EPI (2 or 4) column slices of the tile."""
     num_m = tl.cdiv(R, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -155,13 +140,13 @@ def _enricher_tma_kernel(
             Q: tl.constexpr = BLOCK_N // 4
             acc00, acc01 = _halves(acc0, BLOCK_M, HALF)
             acc10, acc11 = _halves(acc1, BLOCK_M, HALF)
-            _enrich_half(acc00, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, FAST, HAS_MASK, Q)
-            _enrich_half(acc01, scale, keep, b_ptr, z_desc, off_m, off_n + Q, N, K, ACT, FAST, HAS_MASK, Q)
-            _enrich_half(acc10, scale, keep, b_ptr, z_desc, off_m, off_n + 2 * Q, N, K, ACT, FAST, HAS_MASK, Q)
-            _enrich_half(acc11, scale, keep, b_ptr, z_desc, off_m, off_n + 3 * Q, N, K, ACT, FAST, HAS_MASK, Q)
+            _enrich_half(acc00, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, HAS_MASK, Q)
+            _enrich_half(acc01, scale, keep, b_ptr, z_desc, off_m, off_n + Q, N, K, ACT, HAS_MASK, Q)
+            _enrich_half(acc10, scale, keep, b_ptr, z_desc, off_m, off_n + 2 * Q, N, K, ACT, HAS_MASK, Q)
+            _enrich_half(acc11, scale, keep, b_ptr, z_desc, off_m, off_n + 3 * Q, N, K, ACT, HAS_MASK, Q)
         else:
-            _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, FAST, HAS_MASK, HALF)
-            _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, FAST, HAS_MASK, HALF)
+            _enrich_half(acc0, scale, keep, b_ptr, z_desc, off_m, off_n, N, K, ACT, HAS_MASK, HALF)
+            _enrich_half(acc1, scale, keep, b_ptr, z_desc, off_m, off_n + HALF, N, K, ACT, HAS_MASK, HALF)
 
 
 # ---- the RMSNorm-scaled weight ----
@@ -199,7 +184,7 @@ def scaled_enricher_weight(layer, dtype: torch.dtype) -> torch.Tensor:
 
 
 # ---- which kernel runs ----
-ENRICHER_MODES = ("auto", "ws", "tma-tanh", "tma", "cublas")
+ENRICHER_MODES = ("auto", "ws", "tma-tanh")
 
 
 # From this many rows (8 x 32,768) ``auto`` runs tma-tanh instead of ws. Enricher calls alone,
@@ -224,12 +209,10 @@ def enricher_mode(rows: int | None = None) -> str:
       ReLU and SiLU always run ``tma-tanh``'s kernel;
     * ``tma-tanh`` -- the persistent Triton TMA kernel with the same tanh-form GELU. It differs
       from the exact GELU by at most 4.7e-4 (1.5e-4 relative over a N(0, 2²) input), a tenth of
-      bf16's rounding of the result;
-    * ``tma`` -- the same kernel with the exact GELU (erf to 1.5e-7 by :func:`erf_fast`);
-    * ``cublas`` -- RMSNorm applied in one pass, then cuBLASLt with its bias + GELU (tanh form)
-      or ReLU epilogue (SiLU runs ``tma``).
+      bf16's rounding of the result.
 
-    fp32 and the pointer kernels always use the exact activation. Speeds: docs/kernels.md.
+    fp32 and the pointer kernels (AVEYB_GEMM_TMA=0) always use the exact activation. The exact-erf
+    TMA kernel and cuBLASLt's GELU epilogue were slower (docs/kernels.md, which has the speeds).
     """
     mode = env_choice("AVEYB_ENRICHER", ENRICHER_MODES, "auto")
     if mode == "auto":
@@ -237,23 +220,11 @@ def enricher_mode(rows: int | None = None) -> str:
     return mode
 
 
-def _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z):
-    rows, width = x.shape
-    xhat = torch.empty_like(x)
-    _rms_apply_kernel[(triton.cdiv(rows, 32),)](x, stats.parts, xhat, rows, width, stats.count, stats.parts.shape[1],
-                                               eps, BLOCK_R=32, BLOCK_D=min(256, triton.next_power_of_2(width)),
-                                               num_warps=4)
-    torch._addmm_activation(bias, xhat, weight.t(), use_gelu=act_id != 2, out=z)
-    if mask is not None:
-        z[:, :width].mul_(mask.reshape(-1, 1).to(z.dtype))
-    return z
-
-
-def _gluon(name: str, env: str, run):
-    """``run()``'s result (a Gluon kernel launch), or None where this Triton has no Gluon or cannot
-    build the kernel (warned once if ``env`` asked for it explicitly), so the caller falls back."""
-    return try_build(name, run, f"the warp-specialised {name} is unavailable here ({{}}); using the Triton TMA "
-                     "kernel instead", warn=os.environ.get(env) == "ws")
+def _gluon(run):
+    """``run()``'s result (the Gluon kernel's launch), or None where this Triton has no Gluon or cannot
+    build the kernel (warned once if AVEYB_ENRICHER=ws asked for it explicitly), so the caller falls back."""
+    return try_build("enricher", run, "the warp-specialised enricher is unavailable here ({}); using the Triton "
+                     "TMA kernel instead", warn=os.environ.get("AVEYB_ENRICHER") == "ws")
 
 
 def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
@@ -262,7 +233,7 @@ def _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z) -> bool:
 
         enrich_ws(x, stats.parts, stats.count, weight, bias, mask_u8, mask is not None, eps, z, num_sms(x.device))
         return True
-    return _gluon("enricher", "AVEYB_ENRICHER", run) is not None
+    return _gluon(run) is not None
 
 
 def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
@@ -276,17 +247,15 @@ def enrich(x: torch.Tensor, stats: RowStats, weight: torch.Tensor, bias: torch.T
     mask_u8 = mask_arg(mask, x)
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(n_out, meta["BLOCK_N"])
     if use_tma(width, x, weight, z):
-        mode = enricher_mode(rows)
-        if mode == "cublas" and act_id in (0, 1, 2):
-            return _enrich_cublas(x, stats, weight, bias, mask, act_id, eps, z)
-        if mode == "ws" and act_id in (0, 1) and _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z):
+        gluon = enricher_mode(rows) == "ws" and act_id in (0, 1)  # the Gluon kernel computes the GELUs only
+        if gluon and _enrich_ws(x, stats, weight, bias, mask, mask_u8, eps, z):
             return z
         sms = num_sms(x.device)
         launched = launch_tma(
             _enricher_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer enricher",
             tensor_descriptor(x), tensor_descriptor(weight), tensor_descriptor(z), bias, stats.parts, mask_u8,
             rows, n_out, width, stats.count, stats.parts.shape[1], row_bucket(rows), eps,
-            HAS_MASK=mask is not None, ACT=act_id, FAST=1 if mode == "tma" else 2, NUM_SMS=sms,
+            HAS_MASK=mask is not None, ACT=act_id, NUM_SMS=sms,
         )
         if launched:
             return z

@@ -1,10 +1,7 @@
-"""The layer's two GEMMs as warp-specialised Hopper kernels written in Gluon (``AVEYB_ENRICHER=ws``,
-the default on Hopper, and ``AVEYB_FUSER=ws``, opt-in).
-
-* enricher (KIND 0): ``enricher._enricher_tma_kernel`` with the tanh-form GELU, Z = act(r · (X · W'ᵀ)
-  + b), W' = W_e · diag(g), r the RMSNorm row scale from the previous fuser's partial sums;
-* fuser (KIND 1): ``fuser._fuser_tma_kernel``, out = F · W_fᵀ + b_f + α · X, plus the per-row,
-  per-column-tile partial sums of squares of the rounded output.
+"""The enricher as a warp-specialised Hopper kernel written in Gluon (``AVEYB_ENRICHER=ws``, the
+default on Hopper below ``enricher.WS_MAX_ROWS`` rows): ``enricher._enricher_tma_kernel`` with the
+tanh-form GELU, Z = act(r · (X · W'ᵀ) + b), W' = W_e · diag(g), r the RMSNorm row scale from the
+previous fuser's partial sums, U zeroed on padded rows.
 
 The Triton kernels run their epilogue after each tile's MMAs on the same warps, so the tensor
 cores idle during it (config lab: the enricher takes 138-142 µs against 129 µs with a one-op ReLU
@@ -45,7 +42,7 @@ BLOCK_M, BLOCK_N, BLOCK_K, STAGES, GROUP_M = 128, 128, 64, 4, 8
 
 @gluon.jit
 def _gelu_tanh(x):
-    """0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) on the hardware tanh, as ``_triton_utils.act_fast(FAST=2)``."""
+    """0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))) on the hardware tanh, as ``_triton_utils.act_fast``."""
     half = 0.5 * x
     t = gl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f",
                                   [x * (0.7978845608028654 + 0.035677408136300125 * (x * x))],
@@ -96,26 +93,9 @@ def _enrich_epilogue(acc, rows, cols, row_ok, ss_ptr, b_ptr, mask_ptr, N, K, NT,
 
 
 @gluon.jit
-def _fuse_epilogue(acc, rows, cols, row_ok, pid_n, ss_ptr, b_ptr, x_ptr, alpha_ptr, N, SS_STRIDE,
-                   dtype: gl.constexpr):
-    """acc + b + α·x in the output dtype; writes ss[row, pid_n] = Σ over the tile's columns of out²."""
-    r64 = rows.to(gl.int64)
-    col_ok = cols < N
-    ok = gl.expand_dims(row_ok, 1) & gl.expand_dims(col_ok, 0)
-    x = gl.load(x_ptr + gl.expand_dims(r64 * N, 1) + gl.expand_dims(cols, 0), mask=ok, other=0.0).to(gl.float32)
-    bias = gl.load(b_ptr + cols, mask=col_ok, other=0.0).to(gl.float32)
-    alpha = gl.load(alpha_ptr).to(gl.float32)
-    out = (acc + gl.expand_dims(bias, 0) + alpha * x).to(dtype)
-    sq = gl.where(ok, out.to(gl.float32), 0.0)
-    gl.store(ss_ptr + r64 * SS_STRIDE + pid_n, gl.sum(sq * sq, axis=1), mask=row_ok)
-    return out
-
-
-@gluon.jit
-def _consumer(ROLE: gl.constexpr, KIND: gl.constexpr, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs,
-              w_bufs, c_smem, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, num_m, num_n, n_local, k_tiles,
-              HAS_MASK: gl.constexpr, NUM_SMS: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr, NS: gl.constexpr,
-              GROUP: gl.constexpr):
+def _consumer(ROLE: gl.constexpr, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem, ready, empty, turn,
+              R, N, K, NT, SS_STRIDE, eps, num_m, num_n, n_local, k_tiles, HAS_MASK: gl.constexpr,
+              NUM_SMS: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr, NS: gl.constexpr, GROUP: gl.constexpr):
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, BN, 16])
     row_layout: gl.constexpr = gl.SliceLayout(1, acc_layout)
@@ -140,12 +120,8 @@ def _consumer(ROLE: gl.constexpr, KIND: gl.constexpr, z_desc, b_ptr, ss_ptr, mas
         rows = pid_m * BM + gl.arange(0, BM, layout=row_layout)
         cols = pid_n * BN + gl.arange(0, BN, layout=col_layout)
         row_ok = rows < R
-        if KIND == 0:
-            z = _enrich_epilogue(acc, rows, cols, row_ok, ss_ptr, b_ptr, mask_ptr, N, K, NT, SS_STRIDE, eps,
-                                 HAS_MASK, row_layout).to(z_desc.dtype)
-        else:
-            z = _fuse_epilogue(acc, rows, cols, row_ok, pid_n, ss_ptr, b_ptr, x_ptr, alpha_ptr, N, SS_STRIDE,
-                               z_desc.dtype)
+        z = _enrich_epilogue(acc, rows, cols, row_ok, ss_ptr, b_ptr, mask_ptr, N, K, NT, SS_STRIDE, eps,
+                             HAS_MASK, row_layout).to(z_desc.dtype)
         tma.store_wait(pendings=0)  # this consumer's previous tile has left c_smem
         c_smem.store(z)
         fence_async_shared()
@@ -154,9 +130,9 @@ def _consumer(ROLE: gl.constexpr, KIND: gl.constexpr, z_desc, b_ptr, ss_ptr, mas
 
 
 @gluon.jit
-def _partition(ROLE: gl.constexpr, KIND: gl.constexpr, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr,
-               alpha_ptr, a_bufs, w_bufs, c_smem0, c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps,
-               HAS_MASK: gl.constexpr, NUM_SMS: gl.constexpr, GROUP: gl.constexpr):
+def _partition(ROLE: gl.constexpr, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0,
+               c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK: gl.constexpr,
+               NUM_SMS: gl.constexpr, GROUP: gl.constexpr):
     """Partition ROLE: 0 and 1 are the consumers (even and odd local tiles), 2 the loader."""
     NS: gl.constexpr = a_bufs.type.shape[0]
     BM: gl.constexpr = a_bufs.type.shape[1]
@@ -170,16 +146,15 @@ def _partition(ROLE: gl.constexpr, KIND: gl.constexpr, a_desc, w_desc, z_desc, b
         _loader(a_desc, w_desc, a_bufs, w_bufs, ready, empty, num_m, num_n, n_local, k_tiles, NUM_SMS, BM, BN, BK,
                 NS, GROUP)
     else:  # each consumer stages its output tile in its own buffer
-        _consumer(ROLE, KIND, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs, w_bufs,
-                  c_smem0 if ROLE == 0 else c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, num_m, num_n,
-                  n_local, k_tiles, HAS_MASK, NUM_SMS, BM, BN, NS, GROUP)
+        _consumer(ROLE, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0 if ROLE == 0 else c_smem1, ready,
+                  empty, turn, R, N, K, NT, SS_STRIDE, eps, num_m, num_n, n_local, k_tiles, HAS_MASK, NUM_SMS, BM, BN,
+                  NS, GROUP)
 
 
 @gluon.jit
-def _gemm_ws_kernel(a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, R, N, K, NT, SS_STRIDE, eps,
-                    KIND: gl.constexpr, HAS_MASK: gl.constexpr, NUM_SMS: gl.constexpr, NS: gl.constexpr,
-                    GROUP: gl.constexpr):
-    """Z = epilogue_KIND(A · Wᵀ) for A (R, K) and W (N, K), persistent over NUM_SMS programs."""
+def _gemm_ws_kernel(a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, R, N, K, NT, SS_STRIDE, eps,
+                    HAS_MASK: gl.constexpr, NUM_SMS: gl.constexpr, NS: gl.constexpr, GROUP: gl.constexpr):
+    """Z = gelu_tanh(r · (A · Wᵀ) + b) for A (R, K) and W (N, K), persistent over NUM_SMS programs."""
     BM: gl.constexpr = a_desc.block_type.shape[0]
     BK: gl.constexpr = a_desc.block_type.shape[1]
     BN: gl.constexpr = w_desc.block_type.shape[0]
@@ -196,12 +171,12 @@ def _gemm_ws_kernel(a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alph
     for c in gl.static_range(2):
         mbarrier.init(turn.index(c), count=1)
     gl.warp_specialize([
-        (_partition, (0, KIND, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs, w_bufs,
-                      c_smem0, c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
-        (_partition, (1, KIND, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs, w_bufs,
-                      c_smem0, c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
-        (_partition, (2, KIND, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, x_ptr, alpha_ptr, a_bufs, w_bufs,
-                      c_smem0, c_smem1, ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
+        (_partition, (0, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, c_smem1,
+                      ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
+        (_partition, (1, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, c_smem1,
+                      ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
+        (_partition, (2, a_desc, w_desc, z_desc, b_ptr, ss_ptr, mask_ptr, a_bufs, w_bufs, c_smem0, c_smem1,
+                      ready, empty, turn, R, N, K, NT, SS_STRIDE, eps, HAS_MASK, NUM_SMS, GROUP)),
     ], [4, 1], [232, 24])
 
 
@@ -216,25 +191,14 @@ def _desc(t: torch.Tensor, block: list[int]) -> TensorDescriptor:
     return TensorDescriptor.from_tensor(t, block, _smem_layout(tuple(block), t.dtype == torch.bfloat16))
 
 
-def _launch(a, weight, out, bias, ss, mask_u8, x, alpha, nt, eps, kind, has_mask, num_sms):
-    rows, k = a.shape
+def enrich_ws(x, parts, count, weight, bias, mask_u8, has_mask: bool, eps: float, z, num_sms: int) -> None:
+    """Z (R, N) <- gelu_tanh(r · (x · weightᵀ) + bias), U zeroed on masked rows; 16-bit, Hopper."""
+    rows, k = x.shape
     n_out = weight.shape[0]
     grid = (min(num_sms, triton.cdiv(rows, BLOCK_M) * triton.cdiv(n_out, BLOCK_N)),)
     # 4 + 4 + 1 warps run as three warpgroups: 12 warps x 32 threads x 168 registers fit the 64K
     # register file; the partitions then reallocate (consumers 232 each, loader 24).
     _gemm_ws_kernel[grid](
-        _desc(a, [BLOCK_M, BLOCK_K]), _desc(weight, [BLOCK_N, BLOCK_K]), _desc(out, [BLOCK_M, BLOCK_N]), bias, ss,
-        mask_u8, x, alpha, rows, n_out, k, nt, ss.shape[1], eps,
-        KIND=kind, HAS_MASK=has_mask, NUM_SMS=grid[0], NS=STAGES, GROUP=GROUP_M, num_warps=4, maxnreg=168)
-
-
-def enrich_ws(x, parts, count, weight, bias, mask_u8, has_mask: bool, eps: float, z, num_sms: int) -> None:
-    """Z (R, N) <- gelu_tanh(r · (x · weightᵀ) + bias), U zeroed on masked rows; 16-bit, Hopper."""
-    _launch(x, weight, z, bias, parts, mask_u8, x, bias, count, eps, 0, has_mask, num_sms)  # x_ptr, alpha_ptr unused
-
-
-def fuse_ws(f, weight, bias, x, alpha, out, parts, num_sms: int) -> int:
-    """out (R, d) <- f · weightᵀ + bias + α · x; parts[:, j] = Σ out² over column tile j. Returns
-    the number of column tiles (the partial sums written)."""
-    _launch(f, weight, out, bias, parts, x, x, alpha, 1, 0.0, 1, False, num_sms)  # mask_ptr, NT, eps unused
-    return triton.cdiv(weight.shape[0], BLOCK_N)
+        _desc(x, [BLOCK_M, BLOCK_K]), _desc(weight, [BLOCK_N, BLOCK_K]), _desc(z, [BLOCK_M, BLOCK_N]), bias, parts,
+        mask_u8, rows, n_out, k, count, parts.shape[1], eps,
+        HAS_MASK=has_mask, NUM_SMS=grid[0], NS=STAGES, GROUP=GROUP_M, num_warps=4, maxnreg=168)

@@ -8,13 +8,12 @@ no pass re-reads X for it.
 
 Kernels (:func:`fuse` picks one; speeds in docs/kernels.md): ``_fuser_kernel`` with pointer loads
 (any GPU and dtype) and the persistent ``_fuser_tma_kernel`` (Hopper or newer, 16-bit data, d a
-multiple of 128). The training path (``layer.LayerFunction``) runs the GEMM in cuBLAS, then
+multiple of 128). A warp-specialised Gluon fuser was no faster than the TMA kernel, its epilogue
+(bias, residual, statistics) too light to be worth hiding. The training path (``layer.LayerFunction``) runs the GEMM in cuBLAS, then
 :func:`residual`; its backward starts with :func:`cast_colsum`.
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import triton
@@ -30,12 +29,10 @@ from aveyb.kernels._triton_utils import (
     _tile_ids,
     _tma_mainloop,
     dot_precision,
-    env_choice,
     launch_tma,
     num_sms,
     row_bucket,
     tensor_descriptor,
-    try_build,
     use_tma,
 )
 from aveyb.kernels.rms_norm import RowStats
@@ -106,18 +103,6 @@ def _fuser_tma_kernel(
 
 
 # ---- which kernel runs ----
-FUSER_MODES = ("tma", "ws")
-
-
-def fuser_mode() -> str:
-    """How the 16-bit fuser runs on Hopper (``AVEYB_FUSER``): ``tma`` (default), the persistent
-    Triton kernel, or ``ws``, the warp-specialised Gluon kernel of :mod:`aveyb.kernels.enricher_gluon`
-    (falls back to ``tma`` where it cannot be built). Their outputs agree bitwise (row statistics
-    to 2.4e-7); in the model at 2,048 tokens ``ws`` was not faster (docs/kernels.md), its epilogue
-    (bias, residual, statistics) being too light to be worth hiding."""
-    return env_choice("AVEYB_FUSER", FUSER_MODES, "tma")
-
-
 def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor,
          alpha: torch.Tensor) -> tuple[torch.Tensor, RowStats]:
     """out = F · W_fᵀ + b_f + α · X (R, d) for F (R, K) with unit column stride (a view of Z is
@@ -132,15 +117,6 @@ def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Ten
     launched = False
     if use_tma(width, f, weight, x, out):
         sms = num_sms(x.device)
-        if fuser_mode() == "ws":
-            def run():
-                from aveyb.kernels.enricher_gluon import fuse_ws
-
-                return fuse_ws(f, weight, bias, x, alpha, out, parts, sms)
-            count = try_build("fuser", run, "the warp-specialised fuser is unavailable here ({}); using the Triton "
-                              "TMA kernel instead", warn=os.environ.get("AVEYB_FUSER") == "ws")
-            if count is not None:
-                return out, RowStats(parts, count)
         launched = launch_tma(
             _fuser_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer fuser",
             tensor_descriptor(f), tensor_descriptor(weight), tensor_descriptor(x), tensor_descriptor(out),
