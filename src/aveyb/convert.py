@@ -150,6 +150,7 @@ def load_official(path_or_state_dict, model_class=None, torch_dtype="auto", **co
     Raises ``ValueError`` listing missing, unexpected and mis-shaped tensors, and naming the first
     tensor that holds NaN or infinite values (a corrupted file).
     """
+    from aveyb.model.layers import upgrade_scalar_shapes
     from aveyb.model.modeling_aveyb import AveyBForMaskedLM, AveyBModel, first_non_finite
 
     model_class = model_class or AveyBForMaskedLM
@@ -162,6 +163,7 @@ def load_official(path_or_state_dict, model_class=None, torch_dtype="auto", **co
     if bad is not None:
         raise ValueError(f"{source}: tensor {bad!r} holds NaN or infinite values; the weights are corrupted")
     encoder, head = _strip_encoder_prefix(state)
+    upgrade_scalar_shapes(encoder)  # the official alpha and tau are 0-dim; ours have shape (1,)
     dtype = _resolve_dtype(torch_dtype, encoder["embed.weight"])
     config = infer_config(encoder, official_config, **config_overrides)
     model = model_class(config).to(dtype)

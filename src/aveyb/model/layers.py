@@ -7,6 +7,9 @@ in U before every mix, so they cannot influence real rows.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -75,6 +78,46 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
+# Parameters that are one number each, stored with shape (1,) rather than 0-dim: FSDP2 shards every
+# parameter along dim 0, so a 0-dim one would have to stay replicated, its gradients averaged and
+# its norm counted by hand. Checkpoints written before held them 0-dim; they still load
+# (AveyBLayer._load_from_state_dict, upgrade_scalar_shapes, and legacy_scalar_shapes for loaders
+# that check shapes before any hook of the module runs, as transformers 5 does).
+SCALAR_PARAMETERS = ("alpha", "tau")
+_legacy_scalars: ContextVar[bool] = ContextVar("aveyb_legacy_scalar_shapes", default=False)
+
+
+def upgrade_scalar_shapes(state: dict) -> dict:
+    """Reshape the 0-dim ``alpha`` / ``tau`` of an older checkpoint's state dict to (1,), in place."""
+    for key, value in state.items():
+        if key.rpartition(".")[2] in SCALAR_PARAMETERS and isinstance(value, Tensor) and value.dim() == 0:
+            state[key] = value.reshape(1)
+    return state
+
+
+@contextmanager
+def legacy_scalar_shapes(enabled: bool = True):
+    """Layers built inside the block hold 0-dim ``alpha`` / ``tau``, as older checkpoints do, so
+    such a checkpoint loads through a loader that refuses any shape mismatch; reshape them with
+    :func:`vectorise_scalars` afterwards."""
+    token = _legacy_scalars.set(enabled)
+    try:
+        yield
+    finally:
+        _legacy_scalars.reset(token)
+
+
+@torch.no_grad()
+def vectorise_scalars(model: nn.Module) -> None:
+    """Give the 0-dim ``alpha`` / ``tau`` of every layer of ``model`` the current shape (1,)."""
+    for module in model.modules():
+        if isinstance(module, AveyBLayer):
+            for name in SCALAR_PARAMETERS:
+                param = getattr(module, name, None)
+                if param is not None and param.dim() == 0:
+                    setattr(module, name, nn.Parameter(param.detach().reshape(1), requires_grad=param.requires_grad))
+
+
 class AveyBLayer(GradientCheckpointingLayer):
     """One contextualization layer: out = W_f · [G ⊙ mix(U) ; Zb] + b_f + α · X."""
 
@@ -88,11 +131,19 @@ class AveyBLayer(GradientCheckpointingLayer):
         self.norm = RMSNorm(width, config.eps)
         self.enricher = nn.Linear(width, config.expansion_factor * width)
         self.fuser = nn.Linear((config.expansion_factor // 2 + 1) * width, width)
-        self.alpha = nn.Parameter(torch.ones(()))
+        scalar = () if _legacy_scalars.get() else (1,)
+        self.alpha = nn.Parameter(torch.ones(scalar))
         if kind in ("static", "coupled"):
             self.spatial_proj = nn.Parameter(torch.empty(rows, rows))
         if kind in ("dynamic", "coupled") and config.dynamic_norm == "softmax":
-            self.tau = nn.Parameter(torch.ones(()))
+            self.tau = nn.Parameter(torch.ones(scalar))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in SCALAR_PARAMETERS:  # a checkpoint from before alpha and tau were (1,)
+            value, param = state_dict.get(prefix + name), getattr(self, name, None)
+            if isinstance(value, Tensor) and value.dim() == 0 and param is not None and param.dim() == 1:
+                state_dict[prefix + name] = value.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def enrich(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Z = act(W_e · RMSNorm(X) + b_e), split into U | G | Zb (d | d | rest)."""

@@ -20,7 +20,7 @@ from transformers.modeling_outputs import (
 )
 
 from .configuration_aveyb import AveyBConfig
-from .layers import ACT_FNS, AveyBLayer, RMSNorm
+from .layers import ACT_FNS, SCALAR_PARAMETERS, AveyBLayer, RMSNorm, legacy_scalar_shapes, vectorise_scalars
 from .ranker import rank_and_compress
 
 
@@ -167,6 +167,34 @@ def weights_file(path, tensor_name: str = "", prefix: str = "") -> str:
     return found[0] if found else folder
 
 
+def _holds_0dim_scalars(path, subfolder: str = "") -> bool:
+    """Whether a local checkpoint stores ``alpha`` / ``tau`` 0-dim, as it did before they became (1,)."""
+    import json
+    import os
+
+    folder = os.path.join(os.fspath(path), subfolder)
+    if not os.path.isdir(folder):
+        return False
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            weight_map = json.load(f).get("weight_map", {})
+        files = sorted({v for k, v in weight_map.items() if k.rpartition(".")[2] in SCALAR_PARAMETERS})
+    else:
+        files = ["model.safetensors"]
+    from safetensors import safe_open
+
+    for name in files:
+        try:
+            with safe_open(os.path.join(folder, name), framework="pt") as f:
+                for key in f.keys():
+                    if key.rpartition(".")[2] in SCALAR_PARAMETERS:
+                        return len(f.get_slice(key).get_shape()) == 0
+        except Exception:  # missing or unreadable: transformers' own loading reports it
+            return False
+    return False
+
+
 def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
     """Mean of the hidden states over real tokens (SPEC 4: sequence heads and retrieval)."""
     if attention_mask is None:
@@ -212,13 +240,17 @@ class AveyBPreTrainedModel(PreTrainedModel):
         """transformers' loading, then a check that every weight is finite: a file with overwritten
         bytes loads without complaint as NaN weights otherwise, and only fails much later. A file
         that cannot be read (truncated) raises :class:`CorruptWeightsError` naming it."""
+        legacy = _holds_0dim_scalars(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
         try:
-            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            with legacy_scalar_shapes(legacy):  # transformers 5 refuses a shape mismatch before any hook runs
+                loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except Exception as err:
             if type(err).__name__ != "SafetensorError":  # safetensors' own error names no file
                 raise
             raise CorruptWeightsError(unreadable_weights_message(pretrained_model_name_or_path, err)) from err
         model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if legacy:
+            vectorise_scalars(model)
         refuse_non_finite_weights(model, pretrained_model_name_or_path)
         return loaded
 
