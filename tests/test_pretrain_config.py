@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from aveyb.pretrain.config import PretrainConfig, parse_override, resolve_config_path
-from aveyb.pretrain.optim import lr_factor, parameter_groups
+from aveyb.engine import lr_factor, parameter_groups, parse_overrides
+from aveyb.pretrain.config import PretrainConfig, resolve_config_path
 
 
 @pytest.mark.parametrize("preset", ["tiny", "mini", "base"])
@@ -25,10 +25,11 @@ def test_base_is_the_paper_recipe():
 def test_overrides_and_errors():
     cfg = PretrainConfig.load("tiny", ["max_steps=7", "seed=3", "sources=[{type: bundled}]", "lr=1e-3"])
     assert (cfg.max_steps, cfg.seed, cfg.lr) == (7, 3, 1e-3)
-    assert parse_override("model_overrides={hidden_size: 32}") == ("model_overrides", {"hidden_size": 32})
-    with pytest.raises(ValueError, match="unknown config keys"):
+    assert parse_overrides(["model_overrides={hidden_size: 32}"], PretrainConfig, "pretraining") == \
+        {"model_overrides": {"hidden_size": 32}}
+    with pytest.raises(ValueError, match=r"unknown pretraining option\(s\) \['learning_rate'\]"):
         PretrainConfig.load("tiny", ["learning_rate=1"])
-    with pytest.raises(ValueError, match="must be a int"):
+    with pytest.raises(ValueError, match="max_steps must be an int"):
         PretrainConfig.load("tiny", ["max_steps=many"])
     with pytest.raises(ValueError, match="key=value"):
         PretrainConfig.load("tiny", ["max_steps"])
@@ -46,7 +47,7 @@ def test_overrides_and_errors():
 
 def test_weight_decay_only_on_matrices():
     model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    model.register_parameter("alpha", torch.nn.Parameter(torch.ones(())))
+    model.register_parameter("alpha", torch.nn.Parameter(torch.ones(1)))
     decay, no_decay = parameter_groups(model, 0.01)
     assert all(p.dim() >= 2 for p in decay["params"]) and len(decay["params"]) == 2
     assert all(p.dim() < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0

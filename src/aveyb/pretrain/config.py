@@ -2,8 +2,9 @@
 
 A YAML file (or a preset name: ``tiny``, ``mini``, ``base``, shipped in
 ``aveyb/configs/pretrain``) gives values for these fields; ``--set key=value`` overrides
-any of them (values are parsed as YAML, so ``--set sources='[{type: bundled}]'`` works).
-Unknown keys and impossible values are errors before anything is built.
+any of them (read by :func:`aveyb.engine.parse_overrides`, as ``aveyb finetune``'s are: values
+are YAML, so ``--set sources='[{type: bundled}]'`` works). Unknown keys and impossible values
+are errors before anything is built.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from aveyb.engine import PRECISIONS, accepts, check_known, describe_type, parse_overrides
+
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "pretrain"
 SCHEDULES = ("cosine", "wsd", "constant")
-PRECISIONS = ("auto", "bf16", "fp32")
 DISTRIBUTED = ("ddp", "fsdp2")
 
 
@@ -128,19 +130,14 @@ class PretrainConfig:
     # ---- construction --------------------------------------------------------------------
     @classmethod
     def from_dict(cls, values: dict) -> PretrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
+        check_known(values, [f.name for f in dataclasses.fields(cls)], "pretraining")
         return cls(**values)
 
     @classmethod
     def load(cls, config: str | os.PathLike | None, overrides: list[str] | None = None) -> PretrainConfig:
         """Read a YAML file or preset name and apply ``key=value`` overrides."""
         values = read_config_file(config) if config else {}
-        for item in overrides or []:
-            key, value = parse_override(item)
-            values[key] = value
+        values.update(parse_overrides(overrides, cls, "pretraining"))
         return cls.from_dict(values)
 
 
@@ -165,28 +162,11 @@ def read_config_file(config: str | os.PathLike) -> dict:
     return values
 
 
-def parse_override(item: str) -> tuple[str, object]:
-    if "=" not in item:
-        raise ValueError(f"--set expects key=value, got {item!r}")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    return key, value
-
-
 def _choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
 def _check_type(name: str, value, hint) -> None:
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-        list: lambda v: isinstance(v, list),
-        dict: lambda v: isinstance(v, dict),
-    }.get(hint, lambda v: True)
-    if not ok(value):
-        raise ValueError(f"config key {name!r} must be a {getattr(hint, '__name__', hint)}, got {value!r}")
+    if not accepts(value, hint):
+        raise ValueError(f"{name} must be {describe_type(hint)}, got {value!r}")

@@ -193,10 +193,9 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown fine-tuning option(s) {sorted(unknown)}; known: {sorted(names)}")
+        from aveyb.engine import check_known
+
+        check_known(data, [f.name for f in fields(cls)], "fine-tuning")
         return cls(**data)
 
     def resolved(self, family: str) -> FinetuneConfig:
@@ -211,20 +210,11 @@ class FinetuneConfig:
 
 
 def parse_set_items(items: list[str] | None) -> dict[str, Any]:
-    """``["lr=1e-4", "qa_head=in_span"]`` -> dict with YAML-typed values."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        parsed = yaml.safe_load(value) if value.strip() else None
-        if isinstance(parsed, str):  # YAML 1.1 reads "1e-4" as a string
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        out[key.strip()] = parsed
-    return out
+    """``["lr=1e-4", "qa_head=in_span"]`` -> field values, read as ``aveyb pretrain``'s are
+    (:func:`aveyb.engine.parse_overrides`)."""
+    from aveyb.engine import parse_overrides
+
+    return parse_overrides(items, FinetuneConfig, "fine-tuning")
 
 
 def list_presets() -> list[str]:

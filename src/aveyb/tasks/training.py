@@ -1,6 +1,10 @@
-"""Shared fine-tuning machinery: model and tokenizer loading, EOS handling, batching, the
-paper's optimiser (AdamW, β=(0.9, 0.95), ε=1e-5, wd 0.1) and schedule (linear decay, 10%
-warm-up), and a plain training loop with gradient accumulation and bf16 autocast on GPU.
+"""Shared fine-tuning machinery: model and tokenizer loading, EOS handling, batching, and the
+training loop (gradient accumulation, the paper's AdamW β=(0.9, 0.95), ε=1e-5, wd 0.1 and
+linear decay after 10% warm-up, bf16 autocast on GPU, per-run checkpoints).
+
+Seeding, the device, autocast, the optimizer, the schedule, clipping and the progress bar are
+:mod:`aveyb.engine`'s, shared with pretraining; the names below adapt them to a
+:class:`FinetuneConfig` for the family modules.
 
 Architecture-agnostic: models come from ``AutoModelFor...``, so any Hugging Face encoder works.
 """
@@ -10,13 +14,14 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import torch
 
+from aveyb import engine
 from aveyb.tasks.config import FinetuneConfig
 
 
@@ -24,28 +29,16 @@ class TaskError(ValueError):
     """A fine-tuning run that cannot proceed (wrong model head, bad configuration, ...)."""
 
 
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover
-        pass
+set_seed = engine.seed_everything
+progress = engine.progress_bar
 
 
 def select_device(cfg: FinetuneConfig) -> torch.device:
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return engine.pick_device(cfg.device)
 
 
 def autocast(cfg: FinetuneConfig, device: torch.device):
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return engine.autocast(cfg.precision, device)
 
 
 def load_tokenizer(path: str):
@@ -182,24 +175,13 @@ def pad_batch(features: Sequence[dict[str, Any]], pad_id: int, label_keys: Seque
 
 def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.optim.Optimizer:
     """AdamW with the protocol's β, ε, weight decay; no decay on biases, norms and scalars."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps)
+    return engine.adamw(model, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(optimizer, total_steps: int, cfg: FinetuneConfig):
     """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0 (or constant)."""
-    warmup = round(cfg.warmup_ratio * total_steps)
-
     def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return engine.lr_factor(step, total_steps, cfg.lr_schedule, cfg.warmup_ratio)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -208,14 +190,6 @@ def total_steps(cfg: FinetuneConfig, n_examples: int) -> int:
     if cfg.max_steps is not None:  # 0: evaluate only
         return cfg.max_steps
     return max(1, math.ceil((cfg.epochs or 1.0) * n_examples / cfg.batch_size))
-
-
-def progress(iterable=None, total=None, desc="", enabled=True, initial=0):
-    from tqdm.auto import tqdm
-
-    # leave=True: a finished bar stays on screen with its last numbers (the final loss)
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, leave=True,
-                initial=initial)
 
 
 def train_loop(model: torch.nn.Module, features: list[dict], collate: Callable[[list[dict]], dict],
@@ -235,13 +209,13 @@ def train_loop(model: torch.nn.Module, features: list[dict], collate: Callable[[
     scheduler = make_scheduler(optimizer, steps, cfg)
     loop = _LoopState(rng=random.Random(cfg.seed))
     model.to(device).train()
+    model.zero_grad(set_to_none=True)  # each step starts from no gradients (engine.optimizer_step clears them)
     saver = _Checkpointer(cfg, len(features), steps)
     saver.resume(model, optimizer, scheduler, loop)
     bar = progress(total=steps, desc=desc, enabled=cfg.progress, initial=loop.step)
     if loop.losses:
         bar.set_postfix(loss=f"{loop.losses[-1]:.4f}")
     while loop.step < steps:
-        optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for _ in range(cfg.grad_accumulation):
             batch = {k: (v.to(device) if torch.is_tensor(v) else v)
@@ -252,9 +226,7 @@ def train_loop(model: torch.nn.Module, features: list[dict], collate: Callable[[
                 raise TaskError(f"training loss became {loss.item()} at step {loop.step}; lower the learning rate")
             (loss / cfg.grad_accumulation).backward()
             step_loss += loss.item() / cfg.grad_accumulation
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
+        engine.optimizer_step(model, optimizer, cfg.max_grad_norm)
         scheduler.step()
         loop.losses.append(step_loss)
         loop.step += 1
