@@ -3,6 +3,7 @@ clear errors before training, and 2-rank gloo DDP equal to 1 rank."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +26,34 @@ SMALL = dict(
 )
 
 
-def _losses(run: Path) -> dict[int, float]:
+def _losses(run: Path, key: str = "loss") -> dict[int, float]:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
+    return {r["step"]: r[key] for r in records if key in r}
+
+
+def _rewind_to_legacy(source: Path, run: Path, step: int) -> None:
+    """A copy of ``source`` stopped at its checkpoint ``step``, rewritten as checkpoints were saved
+    before alpha and tau had shape (1,): those parameters and their Adam moments 0-dim."""
+    shutil.copytree(source, run)
+    shutil.rmtree(run / "final")
+    for later in (run / "checkpoints").glob("step-*"):
+        if int(later.name.split("-")[1]) > step:
+            shutil.rmtree(later)
+    checkpoint = run / "checkpoints" / f"step-{step:08d}"
+    (run / "checkpoints" / "latest").write_text(checkpoint.name + "\n")
+    model = torch.load(checkpoint / "model.pt", weights_only=True)
+    scalars = [k for k in model if k.endswith((".alpha", ".tau"))]
+    assert scalars and all(model[k].shape == (1,) for k in scalars)
+    torch.save({k: (v.reshape(()) if k in scalars else v) for k, v in model.items()}, checkpoint / "model.pt")
+    optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    moments = 0
+    for entry in optimizer["state"].values():
+        for name, value in entry.items():
+            if name != "step" and value.shape == (1,):  # only alpha's and tau's have this shape here
+                entry[name] = value.reshape(())
+                moments += 1
+    assert moments == 2 * len(scalars)
+    torch.save(optimizer, checkpoint / "optimizer.pt")
 
 
 def _cli(run: Path, *extra: str) -> list[str]:
@@ -104,6 +130,20 @@ def test_exact_resume_after_sigkill(reference_run, tmp_path):
     assert _losses(run) == _losses(reference_run)  # bit-exact on CPU
 
 
+def test_resumes_a_checkpoint_from_before_alpha_had_shape_1(reference_run, tmp_path):
+    run = tmp_path / "legacy"
+    _rewind_to_legacy(reference_run, run, 6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert pretrain(PretrainConfig(**SMALL), run, resume=True) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert _losses(run) == _losses(reference_run)  # bit-exact on CPU
+    model = torch.load(run / "checkpoints" / "step-00000008" / "model.pt", weights_only=True)
+    assert {tuple(v.shape) for k, v in model.items() if k.endswith(".alpha")} == {(1,)}
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     from aveyb.pretrain import loop
 
@@ -157,22 +197,35 @@ def test_cli_errors_exit_nonzero(tmp_path):
 
 
 def test_two_ranks_match_one_rank_ddp_and_fsdp2(tmp_path):
-    """torchrun --nproc-per-node 2 (gloo) with the same global batch gives the same losses."""
-    small = ["--max-steps", "3", "--set", "holdout_every=0", "--set", "micro_batch_size=2"]
+    """torchrun --nproc-per-node 2 (gloo) with the same global batch gives the same losses and
+    gradient norms (FSDP2 shards every parameter, alpha included, and clip_grad_norm_ reduces the
+    norm of the shards); FSDP2 also resumes a checkpoint from before alpha had shape (1,)."""
+    small = ["--max-steps", "3", "--set", "holdout_every=0", "--set", "micro_batch_size=2",
+             "--set", "checkpoint_every=2"]
     one = subprocess.run(_cli(tmp_path / "one", *small), env=_env(), capture_output=True, text=True, timeout=180)
     assert one.returncode == 0, one.stderr[-2000:]
-    reference = _losses(tmp_path / "one")
-    assert reference.keys() == {1, 2, 3}
+    reference, norms = _losses(tmp_path / "one"), _losses(tmp_path / "one", "grad_norm")
+    assert reference.keys() == {1, 2, 3} and norms[1] > SMALL.get("grad_clip", 1.0)  # clipping is on
+
+    def torchrun(run, port, *extra):
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                               "--master-port", str(port)] + _cli(run, *small, *extra)[1:],
+                              env=_env(), capture_output=True, text=True, timeout=240)
+
     for port, strategy in ((29533, "ddp"), (29534, "fsdp2")):
         run = tmp_path / strategy
-        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                              "--master-port", str(port)] + _cli(run, *small, "--set", f"distributed={strategy}")[1:],
-                             env=_env(), capture_output=True, text=True, timeout=240)
+        two = torchrun(run, port, "--set", f"distributed={strategy}")
         assert two.returncode == 0, two.stderr[-3000:]
         losses = _losses(run)
         assert losses.keys() == reference.keys()
         for step in reference:
             assert losses[step] == pytest.approx(reference[step], rel=1e-6), strategy
+            # the norm is summed in fp32, over the whole tensor or over each shard: ~2e-5 apart here
+            assert _losses(run, "grad_norm")[step] == pytest.approx(norms[step], rel=1e-4), strategy
+    _rewind_to_legacy(tmp_path / "fsdp2", tmp_path / "legacy", 2)
+    resumed = torchrun(tmp_path / "legacy", 29535, "--set", "distributed=fsdp2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _losses(tmp_path / "legacy")[3] == pytest.approx(_losses(tmp_path / "fsdp2")[3], rel=1e-6)
 
 
 def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):

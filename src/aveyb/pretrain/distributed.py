@@ -1,4 +1,4 @@
-"""Process-group set-up under ``torchrun`` and model wrapping (DDP or FSDP2).
+"""Process-group set-up under ``torchrun``, model wrapping (DDP or FSDP2), and full state dicts.
 
 With no ``torchrun`` environment everything runs in one process and these helpers are
 no-ops. NCCL on CUDA, gloo on CPU (which is how the tests check two ranks).
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from aveyb.engine import pick_device
 
 
 @dataclass
@@ -27,15 +29,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
 
 
 def init_distributed(device_name: str = "auto") -> DistInfo:
@@ -79,29 +72,16 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str) -> torch.n
     if strategy == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
-        # FSDP2 cannot shard 0-dim parameters (Avey-B's alpha): they stay replicated and
-        # their gradients are averaged by sync_replicated_grads after backward.
-        replicated = [p for p in model.parameters() if p.dim() == 0]  # same order on every rank
-        scalars = set(replicated)
-        model._aveyb_replicated = replicated
-        blocks = _largest_module_list(model)
-        for block in blocks or []:
-            fully_shard(block, ignored_params=scalars & set(block.parameters()))
-        fully_shard(model, ignored_params=scalars)
+        # FSDP2 shards every parameter along dim 0, so each is sharded and has its gradients
+        # reduced by FSDP2 itself (Avey-B's one-number alpha and tau have shape (1,) for this)
+        scalars = [name for name, p in model.named_parameters() if p.dim() == 0]
+        if scalars:
+            raise ValueError(f"FSDP2 cannot shard 0-dim parameters {scalars[:4]}; give them shape (1,)")
+        for block in _largest_module_list(model) or []:
+            fully_shard(block)
+        fully_shard(model)
         return model
     raise ValueError(f"unknown distributed strategy {strategy!r}")
-
-
-def sync_replicated_grads(model: torch.nn.Module, info: DistInfo) -> None:
-    """Average over ranks the gradients of parameters FSDP2 left unsharded (see wrap_model)."""
-    params = [p for p in getattr(model, "_aveyb_replicated", []) if p.grad is not None]
-    if not params or not info.enabled:
-        return
-    flat = torch.stack([p.grad.reshape(()) for p in params])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= info.world_size
-    for p, g in zip(params, flat):
-        p.grad.copy_(g.reshape(p.grad.shape))
 
 
 def _largest_module_list(model: torch.nn.Module):
@@ -114,3 +94,44 @@ def _largest_module_list(model: torch.nn.Module):
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
+
+
+# ---- full (unsharded) state dicts, for checkpoints that load at any number of ranks --------
+
+def _sharded(strategy: str, info: DistInfo) -> bool:
+    return strategy == "fsdp2" and info.enabled
+
+
+def full_state_dicts(model, optimizer, strategy: str, info: DistInfo, with_optimizer: bool = True):
+    """Full model and optimizer state dicts on CPU (gathered from the shards under FSDP2)."""
+    if _sharded(strategy, info):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_sd = get_model_state_dict(model, options=options)
+        optim_sd = get_optimizer_state_dict(model, optimizer, options=options) if with_optimizer else None
+        return model_sd, optim_sd
+    model_sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return model_sd, (optimizer.state_dict() if with_optimizer else None)
+
+
+def load_model_state(model, state: dict, strategy: str, info: DistInfo) -> None:
+    if _sharded(strategy, info):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        model.load_state_dict(state)
+
+
+def load_optimizer_state(model, optimizer, state: dict, strategy: str, info: DistInfo) -> None:
+    if _sharded(strategy, info):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        optimizer.load_state_dict(state)

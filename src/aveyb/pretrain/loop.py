@@ -24,17 +24,28 @@ from aveyb.data.masking import IGNORE_INDEX, MaskingConfig, mask_batch
 from aveyb.data.packing import SequencePacker, rank_slice
 from aveyb.data.sources import validate_source
 from aveyb.data.tokenizer import load_tokenizer, model_vocab_size, special_token_ids
+from aveyb.engine import (
+    adamw,
+    amp_dtype,
+    autocast,
+    lr_factor,
+    optimizer_step,
+    progress_bar,
+    seed_everything,
+    set_lr,
+)
 from aveyb.pretrain import checkpoint as ckpt
 from aveyb.pretrain.config import PretrainConfig
 from aveyb.pretrain.distributed import (
     DistInfo,
     all_reduce_sum,
+    full_state_dicts,
     init_distributed,
+    load_model_state,
+    load_optimizer_state,
     shutdown,
-    sync_replicated_grads,
     wrap_model,
 )
-from aveyb.pretrain.optim import build_optimizer, lr_factor, set_lr
 
 # Dense bf16 peak of one device, FLOP/s (datasheet, no sparsity), for MFU.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
@@ -109,58 +120,22 @@ def peak_flops(cfg: PretrainConfig, device: torch.device, amp_dtype) -> float:
 
 # ---- helpers -----------------------------------------------------------------------------
 
-def _amp_dtype(cfg: PretrainConfig, device: torch.device):
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
 def _set_tf32(enabled: bool) -> None:
     torch.backends.cuda.matmul.allow_tf32 = enabled
     torch.backends.cudnn.allow_tf32 = enabled
 
 
-def _seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _full_state_dicts(model, optimizer, strategy: str, world: int, with_optimizer: bool = True):
-    """Full (unsharded) model and optimizer state dicts, on CPU, for rank 0."""
-    if strategy == "fsdp2" and world > 1:
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-            get_optimizer_state_dict,
-        )
-
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model_sd = get_model_state_dict(model, options=options)
-        optim_sd = get_optimizer_state_dict(model, optimizer, options=options) if with_optimizer else None
-        return model_sd, optim_sd
-    model_sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return model_sd, (optimizer.state_dict() if with_optimizer else None)
-
-
-def _load_optimizer(model, optimizer, state: dict, strategy: str, world: int) -> None:
-    if strategy == "fsdp2" and world > 1:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
-    else:
-        optimizer.load_state_dict(state)
-
-
-def _load_model(model, state: dict, strategy: str, world: int) -> None:
-    if strategy == "fsdp2" and world > 1:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
-    else:
-        model.load_state_dict(state)
+def _upgrade_optimizer_state(state: dict, optimizer) -> dict:
+    """Give the moments of one-number parameters, saved 0-dim before alpha and tau had shape (1,),
+    their parameter's shape (in place). Keys are indices (one process, DDP) or names (FSDP2)."""
+    shapes = {key: p.shape for saved, group in zip(state["param_groups"], optimizer.param_groups)
+              for key, p in zip(saved["params"], group["params"])}
+    for key, entry in state["state"].items():
+        if shapes.get(key) == (1,):
+            for name, value in entry.items():
+                if name != "step" and torch.is_tensor(value) and value.dim() == 0:
+                    entry[name] = value.reshape(1)
+    return state
 
 
 def _predictions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,7 +204,7 @@ def pretrain(cfg: PretrainConfig, output_dir: str | Path, resume: bool = False) 
     """Run (or continue) pretraining; returns the process exit code (0 when done)."""
     info = init_distributed(cfg.device)
     try:
-        return _pretrain(cfg, Path(output_dir), resume, info)
+        return _Run(cfg, Path(output_dir), resume, info).train()
     finally:
         if info.enabled:
             import torch.distributed as dist
@@ -240,163 +215,248 @@ def pretrain(cfg: PretrainConfig, output_dir: str | Path, resume: bool = False) 
             shutdown()
 
 
-def _pretrain(cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo) -> int:
-    say = (lambda msg: print(f"[aveyb pretrain] {msg}", file=sys.stderr, flush=True)) if info.is_main else (lambda msg: None)
-    # ---- everything that can be wrong is checked before training starts ----
-    accumulation = cfg.accumulation_steps(info.world_size)
-    sources = [validate_source(s) for s in cfg.sources]
-    tokenizer = load_tokenizer(cfg.tokenizer)
-    ckpt_root = out / "checkpoints"
-    latest = ckpt.find_latest(ckpt_root) if ckpt_root.is_dir() else None
-    # --resume continues a run and a plain start begins one: neither silently does the other,
-    # so a mistyped --output-dir cannot quietly start over
-    if latest is not None and not resume:
-        raise SetupError(f"{out} already holds checkpoints (latest {latest.name}); pass --resume to continue "
-                         f"or choose another --output-dir")
-    if resume and latest is None:
-        raise SetupError(f"--resume: no checkpoint found in {ckpt_root} (is --output-dir right?); to start a new "
-                         "run there, leave out --resume")
-    amp_dtype = _amp_dtype(cfg, info.device)
-    if info.device.type == "cuda":
-        _set_tf32(cfg.tf32)
+class _Run:
+    """One pretraining run in named steps: set-up (everything that can be wrong is checked
+    before training starts), resume, the optimizer step, evaluation and checkpoints."""
 
-    _seed_everything(cfg.seed)
-    model = build_model(cfg, tokenizer)
-    check_sequence_length(model, cfg.seq_len, tokenizer)
-    fpt = flops_per_token(model, cfg.mask_rate)
-    n_params = sum(p.numel() for p in model.parameters())
+    def __init__(self, cfg: PretrainConfig, out: Path, resume: bool, info: DistInfo):
+        """Set-up: check the inputs and the run folder, build the model, optimizer and data, and
+        restore the latest checkpoint with ``resume``."""
+        self.cfg, self.out, self.info = cfg, out, info
+        self.accumulation = cfg.accumulation_steps(info.world_size)
+        self.sources = [validate_source(s) for s in cfg.sources]
+        self.tokenizer = load_tokenizer(cfg.tokenizer)
+        self.ckpt_root = out / "checkpoints"
+        latest = self._checkpoint_to_resume(resume)
+        self.amp_dtype = amp_dtype(cfg.precision, info.device)
+        if info.device.type == "cuda":
+            _set_tf32(cfg.tf32)
+        seed_everything(cfg.seed)
+        state = ckpt.load_checkpoint(latest, info.rank) if latest is not None else None
+        if state is not None:
+            from aveyb.model.layers import upgrade_scalar_shapes
 
-    state = ckpt.load_checkpoint(latest, info.rank) if latest is not None else None
-    if state is not None and cfg.distributed != "fsdp2":
-        model.load_state_dict(state["model"])
-    model.to(info.device)
-    if cfg.distributed == "fsdp2" or not cfg.compile:
-        wrapped = wrap_model(model, info, cfg.distributed)
-        if cfg.compile:
-            wrapped = torch.compile(wrapped)
-    else:  # DDP: compile the module, then wrap it
-        wrapped = wrap_model(torch.compile(model), info, cfg.distributed)
-    if state is not None and cfg.distributed == "fsdp2":
-        _load_model(model, state["model"], cfg.distributed, info.world_size)
-    optimizer = build_optimizer(model, cfg)
+            upgrade_scalar_shapes(state["model"])  # a checkpoint from before alpha and tau had shape (1,)
+        self._setup_model(state)
+        self._setup_data()
+        self.step, self.tokens_seen = 0, 0
+        if state is not None:
+            self._resume(state, latest)
+        del state
+        if self.step >= cfg.max_steps:
+            self.say(f"nothing to do: step {self.step} >= max_steps {cfg.max_steps}")
+        self._open_run_folder(resumed=latest is not None)
 
-    masking = MaskingConfig(mask_token_id=tokenizer.mask_token_id, special_ids=tuple(special_token_ids(tokenizer)),
-                            vocab_size=len(tokenizer), rate=cfg.mask_rate, strategy=cfg.mask_strategy, seed=cfg.seed)
-    val_masking = MaskingConfig(**{**masking.__dict__, "seed": cfg.seed + 7_777})
-    packer = SequencePacker(sources, tokenizer, cfg.seq_len, keep_boundaries=cfg.keep_document_boundaries,
-                            holdout_every=cfg.holdout_every, role="train")
-    val_batches = _validation_batches(cfg, sources, tokenizer, val_masking, info)
+    def say(self, msg: str) -> None:
+        if self.info.is_main:
+            print(f"[aveyb pretrain] {msg}", file=sys.stderr, flush=True)
 
-    start_step, tokens_seen = 0, 0
-    if state is not None:
-        _load_optimizer(model, optimizer, state["optimizer"], cfg.distributed, info.world_size)
+    def autocast(self):
+        return autocast(self.cfg.precision, self.info.device)
+
+    # ---- set-up ----------------------------------------------------------------------------
+    def _checkpoint_to_resume(self, resume: bool) -> Path | None:
+        """The checkpoint to continue from. --resume continues a run and a plain start begins
+        one: neither silently does the other, so a mistyped --output-dir cannot quietly start over."""
+        latest = ckpt.find_latest(self.ckpt_root) if self.ckpt_root.is_dir() else None
+        if latest is not None and not resume:
+            raise SetupError(f"{self.out} already holds checkpoints (latest {latest.name}); pass --resume to "
+                             f"continue or choose another --output-dir")
+        if resume and latest is None:
+            raise SetupError(f"--resume: no checkpoint found in {self.ckpt_root} (is --output-dir right?); to "
+                             "start a new run there, leave out --resume")
+        return latest
+
+    def _setup_model(self, state: dict | None) -> None:
+        cfg, info = self.cfg, self.info
+        model = build_model(cfg, self.tokenizer)
+        check_sequence_length(model, cfg.seq_len, self.tokenizer)
+        self.fpt = flops_per_token(model, cfg.mask_rate)
+        self.n_params = sum(p.numel() for p in model.parameters())
+        if state is not None and cfg.distributed != "fsdp2":
+            model.load_state_dict(state["model"])
+        model.to(info.device)
+        if cfg.distributed == "fsdp2" or not cfg.compile:
+            wrapped = wrap_model(model, info, cfg.distributed)
+            if cfg.compile:
+                wrapped = torch.compile(wrapped)
+        else:  # DDP: compile the module, then wrap it
+            wrapped = wrap_model(torch.compile(model), info, cfg.distributed)
+        if state is not None and cfg.distributed == "fsdp2":
+            load_model_state(model, state["model"], cfg.distributed, info)
+        self.model, self.wrapped = model, wrapped
+        self.optimizer = adamw(model, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                               fused=all(p.is_cuda for p in model.parameters()))
+
+    def _setup_data(self) -> None:
+        cfg, tokenizer = self.cfg, self.tokenizer
+        self.masking = MaskingConfig(mask_token_id=tokenizer.mask_token_id,
+                                     special_ids=tuple(special_token_ids(tokenizer)), vocab_size=len(tokenizer),
+                                     rate=cfg.mask_rate, strategy=cfg.mask_strategy, seed=cfg.seed)
+        val_masking = MaskingConfig(**{**self.masking.__dict__, "seed": cfg.seed + 7_777})
+        self.packer = SequencePacker(self.sources, tokenizer, cfg.seq_len, keep_boundaries=cfg.keep_document_boundaries,
+                                     holdout_every=cfg.holdout_every, role="train")
+        self.val_batches = _validation_batches(cfg, self.sources, tokenizer, val_masking, self.info)
+
+    def _resume(self, state: dict, path: Path) -> None:
+        """Optimizer, step, data position and every RNG state of the checkpoint (the model is loaded
+        with the set-up, before or after wrapping as the strategy needs)."""
+        optimizer_state = _upgrade_optimizer_state(state["optimizer"], self.optimizer)
+        load_optimizer_state(self.model, self.optimizer, optimizer_state, self.cfg.distributed, self.info)
         trainer_state = state["trainer_state"]
-        start_step, tokens_seen = trainer_state["step"], trainer_state["tokens_seen"]
-        packer.load_state_dict(trainer_state["data"])
+        self.step, self.tokens_seen = trainer_state["step"], trainer_state["tokens_seen"]
+        self.packer.load_state_dict(trainer_state["data"])
         if state["rng"] is not None:
             ckpt.set_rng_state(state["rng"])
-        say(f"resumed from {latest} at step {start_step}")
-    del state
-    if start_step >= cfg.max_steps:
-        say(f"nothing to do: step {start_step} >= max_steps {cfg.max_steps}")
-    out.mkdir(parents=True, exist_ok=True)
-    logger = _Logger(out, cfg, info.is_main, start_step if latest is not None else -1)
-    if info.is_main:
-        (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "world_size": info.world_size}, indent=1))
-        say(f"{cfg.arch}/{cfg.model_preset}: {n_params / 1e6:.2f}M parameters, vocabulary {model_vocab_size(tokenizer)}, "
-            f"{info.world_size} rank(s) on {info.device.type}, {accumulation} micro-batch(es) of "
-            f"{cfg.micro_batch_size}×{cfg.seq_len} per rank per step, {cfg.global_batch_tokens} tokens/step, "
-            f"precision {'bf16' if amp_dtype else 'fp32'}")
+        self.say(f"resumed from {path} at step {self.step}")
 
-    stop_signal = {"signum": 0}
-
-    def on_signal(signum, frame):
-        stop_signal["signum"] = signum
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    peak = peak_flops(cfg, info.device, amp_dtype)
-    autocast = (lambda: torch.autocast(info.device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-    slices = rank_slice(cfg.global_batch_sequences, cfg.micro_batch_size, info.rank, info.world_size)
-    batches = _Prefetcher(packer, slices, masking, cfg.global_batch_sequences, cfg.max_steps - start_step)
-    data_state = packer.state_dict()
-    progress = _progress(cfg, info, start_step)
-
-    def save(step: int) -> None:
-        model_sd, optim_sd = _full_state_dicts(model, optimizer, cfg.distributed, info.world_size)
-        ckpt.save_checkpoint(ckpt_root, step, model_state=model_sd, optimizer_state=optim_sd,
-                             trainer_state={"tokens_seen": tokens_seen, "data": data_state,
-                                            "config": cfg.to_dict()},
-                             tokenizer=tokenizer, rank=info.rank, world_size=info.world_size,
-                             keep=cfg.keep_checkpoints, model_config=model.config)
-
-    t_log, tokens_at_log = time.perf_counter(), tokens_seen
-    try:
-        for step in range(start_step, cfg.max_steps):
-            lr = cfg.lr * lr_factor(step, cfg.max_steps, cfg.schedule, cfg.warmup_fraction,
-                                    cfg.decay_fraction, cfg.min_lr_ratio)
-            set_lr(optimizer, lr)
-            micro, data_state = batches.get()
-            (n_global,) = all_reduce_sum([float(sum(m[3] for m in micro))], info)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)
-            model.train()
-            for a, (inputs, attn, labels, n_mb) in enumerate(micro):
-                last = a == len(micro) - 1
-                with _no_sync(wrapped, model, info, cfg.distributed, last):
-                    with autocast():
-                        output = wrapped(input_ids=inputs.to(info.device, non_blocking=True),
-                                         attention_mask=(attn.to(info.device, non_blocking=True)
-                                                         if cfg.keep_document_boundaries else None),
-                                         labels=labels.to(info.device, non_blocking=True))
-                    loss = output.loss.float()
-                    (loss * (n_mb * info.world_size / n_global)).backward()
-                loss_sum += loss.detach().double() * n_mb
-            (total_loss,) = all_reduce_sum([loss_sum.item()], info)
-            loss_value = total_loss / n_global
-            if not math.isfinite(loss_value):
-                where = ckpt.find_latest(ckpt_root)
-                raise TrainingError(
-                    f"loss is {loss_value} at step {step + 1}: stopping without an optimizer step. "
-                    f"The last good checkpoint is {where if where else 'none (no checkpoint was written yet)'}; "
-                    f"lower lr, raise warmup or check the data, then --resume.")
-            sync_replicated_grads(model, info)
-            grad_norm = _clip(model, cfg.grad_clip, info)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens_seen += cfg.global_batch_tokens
-            done = step + 1
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-            if done % cfg.log_every == 0 or done == cfg.max_steps:
-                now = time.perf_counter()
-                tps = (tokens_seen - tokens_at_log) / max(now - t_log, 1e-9)
-                t_log, tokens_at_log = now, tokens_seen
-                record = {"step": done, "loss": loss_value, "lr": lr, "tokens_per_s": tps,
-                          "grad_norm": grad_norm, "tokens": tokens_seen, "epoch": data_state["epoch"]}
-                if peak:
-                    record["mfu"] = fpt * tps / (peak * info.world_size)
-                logger.log(record)
-            if val_batches and (done % cfg.eval_every == 0 or done == cfg.max_steps):
-                logger.log({"step": done, **_evaluate(wrapped if cfg.distributed == "fsdp2" else model,
-                                                      val_batches, info, autocast)})
-            signum = int(all_reduce_sum([float(stop_signal["signum"])], info)[0]) if info.enabled \
-                else stop_signal["signum"]
-            if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or signum:
-                save(done)
-            if signum:
-                say(f"received signal {signum}: checkpoint written at step {done}; continue with --resume")
-                return 128 + int(signum)
-        _save_final(out / "final", model, optimizer, tokenizer, cfg, info)
+    def _open_run_folder(self, resumed: bool) -> None:
+        """The metrics log (cut back to the checkpoint when resumed) and the run's config.json."""
+        cfg, info, out = self.cfg, self.info, self.out
+        out.mkdir(parents=True, exist_ok=True)
+        self.logger = _Logger(out, cfg, info.is_main, self.step if resumed else -1)
         if info.is_main:
-            say(f"done: {cfg.max_steps} steps; model in {out / 'final'}; data: {data_state['stats']}")
-        return 0
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if progress is not None:
-            progress.close()
-        batches.close()
-        logger.close()
+            (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "world_size": info.world_size}, indent=1))
+            self.say(f"{cfg.arch}/{cfg.model_preset}: {self.n_params / 1e6:.2f}M parameters, vocabulary "
+                     f"{model_vocab_size(self.tokenizer)}, {info.world_size} rank(s) on {info.device.type}, "
+                     f"{self.accumulation} micro-batch(es) of {cfg.micro_batch_size}×{cfg.seq_len} per rank per "
+                     f"step, {cfg.global_batch_tokens} tokens/step, precision {'bf16' if self.amp_dtype else 'fp32'}")
+
+    # ---- training --------------------------------------------------------------------------
+    def train(self) -> int:
+        """Train from the current step to ``max_steps``: 0 when done, 128 + N after signal N."""
+        cfg, info = self.cfg, self.info
+        stop = {"signum": 0}
+        previous = {s: signal.signal(s, lambda signum, frame: stop.update(signum=signum))
+                    for s in (signal.SIGTERM, signal.SIGINT)}
+        slices = rank_slice(cfg.global_batch_sequences, cfg.micro_batch_size, info.rank, info.world_size)
+        batches = _Prefetcher(self.packer, slices, self.masking, cfg.global_batch_sequences, cfg.max_steps - self.step)
+        self.data_state = self.packer.state_dict()
+        bar = progress_bar(total=cfg.max_steps, initial=self.step, desc="pretrain",
+                           enabled=cfg.progress_bar and info.is_main)
+        meter = _Throughput(self, peak_flops(cfg, info.device, self.amp_dtype))
+        try:
+            for step in range(self.step, cfg.max_steps):
+                lr = cfg.lr * lr_factor(step, cfg.max_steps, cfg.schedule, cfg.warmup_fraction,
+                                        cfg.decay_fraction, cfg.min_lr_ratio)
+                set_lr(self.optimizer, lr)
+                micro, self.data_state = batches.get()
+                loss, grad_norm = self.train_step(step, micro)
+                self.step = done = step + 1
+                self.tokens_seen += cfg.global_batch_tokens
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+                if done % cfg.log_every == 0 or done == cfg.max_steps:
+                    tps, mfu = meter.read()
+                    record = {"step": done, "loss": loss, "lr": lr, "tokens_per_s": tps, "grad_norm": grad_norm,
+                              "tokens": self.tokens_seen, "epoch": self.data_state["epoch"]}
+                    self.logger.log({**record, "mfu": mfu} if mfu is not None else record)
+                if self.val_batches and (done % cfg.eval_every == 0 or done == cfg.max_steps):
+                    self.logger.log({"step": done, **self.evaluate()})
+                signum = int(all_reduce_sum([float(stop["signum"])], info)[0]) if info.enabled else stop["signum"]
+                if done % cfg.checkpoint_every == 0 or done == cfg.max_steps or signum:
+                    self.save()
+                if signum:
+                    self.say(f"received signal {signum}: checkpoint written at step {done}; continue with --resume")
+                    return 128 + int(signum)
+            self.save_final(self.out / "final")
+            self.say(f"done: {cfg.max_steps} steps; model in {self.out / 'final'}; data: {self.data_state['stats']}")
+            return 0
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            bar.close()
+            batches.close()
+            self.logger.close()
+
+    def train_step(self, step: int, micro: list) -> tuple[float, float]:
+        """Forward and backward over this rank's micro-batches, then one optimizer step.
+
+        The loss is the mean over every masked token of the global batch: each micro-batch is
+        weighted by its count of masked tokens. A non-finite loss stops before the optimizer step.
+        """
+        cfg, info, model = self.cfg, self.info, self.model
+        (n_global,) = all_reduce_sum([float(sum(m[3] for m in micro))], info)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)
+        model.train()
+        for a, (inputs, attn, labels, n_mb) in enumerate(micro):
+            with _no_sync(self.wrapped, model, info, cfg.distributed, last=a == len(micro) - 1):
+                with self.autocast():
+                    output = self.wrapped(input_ids=inputs.to(info.device, non_blocking=True),
+                                          attention_mask=(attn.to(info.device, non_blocking=True)
+                                                          if cfg.keep_document_boundaries else None),
+                                          labels=labels.to(info.device, non_blocking=True))
+                loss = output.loss.float()
+                (loss * (n_mb * info.world_size / n_global)).backward()
+            loss_sum += loss.detach().double() * n_mb
+        (total_loss,) = all_reduce_sum([loss_sum.item()], info)
+        loss_value = total_loss / n_global
+        if not math.isfinite(loss_value):
+            where = ckpt.find_latest(self.ckpt_root)
+            raise TrainingError(
+                f"loss is {loss_value} at step {step + 1}: stopping without an optimizer step. "
+                f"The last good checkpoint is {where if where else 'none (no checkpoint was written yet)'}; "
+                f"lower lr, raise warmup or check the data, then --resume.")
+        return loss_value, optimizer_step(model, self.optimizer, cfg.grad_clip)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Masked-LM loss and accuracy over the held-out batches of every rank."""
+        # DDP's wrapper only syncs gradients, which evaluation has none of; FSDP2 shards the model
+        # in place, so there the wrapped module is the model (compiled when compile is on)
+        model = self.wrapped if self.cfg.distributed == "fsdp2" else self.model
+        was_training = model.training
+        model.eval()
+        loss_sum, correct, count = 0.0, 0.0, 0.0
+        for inputs, attn, labels in self.val_batches:
+            labels = labels.to(self.info.device)
+            with self.autocast():
+                output = model(input_ids=inputs.to(self.info.device), attention_mask=attn.to(self.info.device),
+                               labels=labels)
+            n = float((labels != IGNORE_INDEX).sum())
+            loss_sum += float(output.loss.float()) * n
+            pred, target = _predictions(output.logits, labels)
+            correct += float((pred == target).sum())
+            count += n
+        model.train(was_training)
+        loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], self.info)
+        return {"val_loss": loss_sum / count, "val_accuracy": correct / count, "val_tokens": int(count)}
+
+    # ---- saving ----------------------------------------------------------------------------
+    def save(self) -> None:
+        """A complete checkpoint of the current step (every rank takes part)."""
+        model_sd, optim_sd = full_state_dicts(self.model, self.optimizer, self.cfg.distributed, self.info)
+        ckpt.save_checkpoint(self.ckpt_root, self.step, model_state=model_sd, optimizer_state=optim_sd,
+                             trainer_state={"tokens_seen": self.tokens_seen, "data": self.data_state,
+                                            "config": self.cfg.to_dict()},
+                             tokenizer=self.tokenizer, rank=self.info.rank, world_size=self.info.world_size,
+                             keep=self.cfg.keep_checkpoints, model_config=self.model.config)
+
+    def save_final(self, path: Path) -> None:
+        """``save_pretrained`` + tokenizer: loadable by AutoModelForMaskedLM, AutoTokenizer, fill-mask."""
+        model_sd, _ = full_state_dicts(self.model, self.optimizer, self.cfg.distributed, self.info,
+                                       with_optimizer=False)
+        if self.info.is_main:
+            self.model.save_pretrained(str(path), state_dict=model_sd)
+            self.tokenizer.save_pretrained(str(path))
+        if self.info.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+class _Throughput:
+    """Tokens per second (and MFU, when the peak is known) since the last logged step."""
+
+    def __init__(self, run: _Run, peak: float):
+        self.run, self.peak = run, peak
+        self.time, self.tokens = time.perf_counter(), run.tokens_seen
+
+    def read(self) -> tuple[float, float | None]:
+        now, tokens = time.perf_counter(), self.run.tokens_seen
+        tps = (tokens - self.tokens) / max(now - self.time, 1e-9)
+        self.time, self.tokens = now, tokens
+        return tps, (self.run.fpt * tps / (self.peak * self.run.info.world_size) if self.peak else None)
 
 
 class _Prefetcher:
@@ -455,14 +515,6 @@ class _Prefetcher:
         self._thread.join(timeout=5)
 
 
-def _progress(cfg: PretrainConfig, info: DistInfo, start: int):
-    if not (cfg.progress_bar and info.is_main):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=cfg.max_steps, initial=start, desc="pretrain", dynamic_ncols=True, file=sys.stderr)
-
-
 @contextlib.contextmanager
 def _no_sync(wrapped, model, info: DistInfo, strategy: str, last: bool):
     """Skip the gradient all-reduce on all but the last micro-batch of a step."""
@@ -479,36 +531,6 @@ def _no_sync(wrapped, model, info: DistInfo, strategy: str, last: bool):
     ddp = wrapped if hasattr(wrapped, "no_sync") else getattr(wrapped, "_orig_mod", wrapped)
     with ddp.no_sync():
         yield
-
-
-def _clip(model, max_norm: float, info: DistInfo) -> float:
-    """Global gradient norm, clipped to ``max_norm`` when > 0: one formula for 1 rank, DDP and FSDP2.
-
-    FSDP2's gradients are DTensor shards: their squares are summed locally and then over
-    ranks; replicated gradients (plain tensors, e.g. Avey-B's 0-dim ``alpha``) are counted
-    once, whereas ``clip_grad_norm_`` on such a mix would count them once per rank.
-    """
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
-    sharded = [g.to_local() for g in grads if hasattr(g, "to_local")]
-    plain = [g for g in grads if not hasattr(g, "to_local")]
-    device = (sharded or plain)[0].device
-    total = torch.zeros((), dtype=torch.float32, device=device)
-    if sharded:
-        total += torch.stack([n.float() for n in torch._foreach_norm(sharded)]).pow(2).sum()
-        if info.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    if plain:
-        total += torch.stack([n.float().to(device) for n in torch._foreach_norm(plain)]).pow(2).sum()
-    norm = total.sqrt()
-    if max_norm > 0:
-        coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
-        local = sharded + plain
-        torch._foreach_mul_(local, coef.to(local[0].device))
-    return float(norm)
 
 
 def _validation_batches(cfg: PretrainConfig, sources, tokenizer, masking: MaskingConfig, info: DistInfo):
@@ -536,34 +558,3 @@ def _validation_batches(cfg: PretrainConfig, sources, tokenizer, masking: Maskin
         inputs, labels = mask_batch(ids, attn, idx, masking)
         batches.append((inputs, attn, labels))
     return batches
-
-
-@torch.no_grad()
-def _evaluate(model, batches, info: DistInfo, autocast) -> dict:
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, count = 0.0, 0.0, 0.0
-    for inputs, attn, labels in batches:
-        labels = labels.to(info.device)
-        with autocast():
-            output = model(input_ids=inputs.to(info.device), attention_mask=attn.to(info.device), labels=labels)
-        n = float((labels != IGNORE_INDEX).sum())
-        loss_sum += float(output.loss.float()) * n
-        pred, target = _predictions(output.logits, labels)
-        correct += float((pred == target).sum())
-        count += n
-    model.train(was_training)
-    loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], info)
-    return {"val_loss": loss_sum / count, "val_accuracy": correct / count, "val_tokens": int(count)}
-
-
-def _save_final(path: Path, model, optimizer, tokenizer, cfg: PretrainConfig, info: DistInfo) -> None:
-    """``save_pretrained`` + tokenizer: loadable by AutoModelForMaskedLM, AutoTokenizer, fill-mask."""
-    model_sd, _ = _full_state_dicts(model, optimizer, cfg.distributed, info.world_size, with_optimizer=False)
-    if info.is_main:
-        model.save_pretrained(str(path), state_dict=model_sd)
-        tokenizer.save_pretrained(str(path))
-    if info.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
