@@ -142,3 +142,38 @@ def test_model_built_under_inference_mode_runs_fused():
         outf = fused_model.to(dtype).model(input_ids=ids).last_hidden_state
     assert next(fused_model.parameters()).is_inference()
     check("model fwd (built under inference_mode)", outf, outr, out64, dtype)
+
+
+def test_kernel_modules_import_without_cycles():
+    """The modules of aveyb.kernels import each other one way (layer -> the operations ->
+    _triton_utils, tuning), at module level: no circle, and none dodged by an import in a function
+    (the package's entry points and optional dependencies such as Gluon are the only imports there)."""
+    import ast
+    import pathlib
+
+    import aveyb.kernels
+
+    package = pathlib.Path(aveyb.kernels.__file__).parent
+    graph = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {node.module.rpartition(".")[2] for node in tree.body
+                            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aveyb.kernels.")}
+        graph[path.stem] |= {alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                             and node.module == "aveyb.kernels" for alias in node.names}
+    done, path = set(), []
+
+    def visit(module):
+        assert module not in path, f"import cycle: {' -> '.join(path + [module])}"
+        if module in done:
+            return
+        path.append(module)
+        for dep in graph.get(module, ()):
+            visit(dep)
+        path.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
+    assert graph["layer"] >= {"enricher", "mix", "fuser", "rms_norm"}
+    assert not any("layer" in deps for name, deps in graph.items() if name != "layer")
