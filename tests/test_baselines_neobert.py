@@ -201,7 +201,7 @@ def test_key_converter_names():
 def test_loads_a_checkpoint_laid_out_like_the_published_one(tmp_path, head):
     """A random checkpoint with the published names and config keys loads, and the MLM logits
     equal a from-scratch reference of the published forward (complex rotary, per-head qkv)."""
-    from aveyb.baselines import load_baseline
+    from aveyb.architectures import load_pretrained
 
     torch.manual_seed(0)
     published = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=72,
@@ -220,7 +220,7 @@ def test_loads_a_checkpoint_laid_out_like_the_published_one(tmp_path, head):
                    "auto_map": {"AutoConfig": "model.NeoBERTConfig", "AutoModelForMaskedLM": "model.NeoBERTLMHead"}}
     (tmp_path / "config.json").write_text(json.dumps(config_json))
 
-    model = load_baseline(str(tmp_path), head=head).double()
+    model = load_pretrained(str(tmp_path), head=head).double()
     ids = torch.randint(1, 97, (2, 13))
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0

@@ -7,10 +7,12 @@ import json
 
 import pytest
 
-from aveyb.architectures import ARCHITECTURES, build_config
+from aveyb.architectures import architecture_names, build_config
 from aveyb.baselines import BASELINES
 from aveyb.baselines.params import aveyb_counts_from_formula, build_on_meta, count_parameters, parameter_table
 from aveyb.config import PRESETS
+
+ARCHITECTURES = architecture_names()
 
 VOCAB = 50368
 

@@ -1,14 +1,15 @@
 """Every architecture, built through ``build_masked_lm``, pretrains a few MLM steps on CPU
 (loss falls), saves, reloads (same outputs), and fine-tunes on a tiny classification task
-(loss falls); published-style checkpoints load through ``load_baseline`` with every head."""
+(loss falls); published-style checkpoints load through ``load_pretrained`` with every head."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from aveyb.architectures import ARCHITECTURES, HEADS, build_masked_lm, build_model
-from aveyb.baselines import load_baseline
+from aveyb.architectures import HEADS, architecture_names, build_masked_lm, build_model, load_pretrained
+
+ARCHITECTURES = architecture_names()
 
 VOCAB, PAD, MASK = 64, 0, 1
 
@@ -57,7 +58,7 @@ def test_pretrain_save_reload_finetune(arch, tmp_path):
     model.eval()
     model.save_pretrained(tmp_path / "pretrained")
     assert (tmp_path / "pretrained" / "model.safetensors").exists()
-    reloaded = load_baseline(str(tmp_path / "pretrained"))
+    reloaded = load_pretrained(str(tmp_path / "pretrained"))
     assert type(reloaded) is type(model)
     with torch.no_grad():
         torch.testing.assert_close(
@@ -67,7 +68,7 @@ def test_pretrain_save_reload_finetune(arch, tmp_path):
 
     # Tiny task: is token 5 in the sequence?
     torch.manual_seed(1)
-    classifier = load_baseline(str(tmp_path / "pretrained"), head="sequence_classification", num_labels=2)
+    classifier = load_pretrained(str(tmp_path / "pretrained"), head="sequence_classification", num_labels=2)
     task_ids = torch.randint(6, VOCAB, (16, 24))
     task_labels = torch.arange(16) % 2
     task_ids[task_labels == 1, 7] = 5
@@ -81,12 +82,12 @@ def test_saved_checkpoint_loads_with_every_head(arch, tmp_path):
     build_masked_lm(arch, "tiny", VOCAB).save_pretrained(tmp_path)
     ids = torch.randint(4, VOCAB, (2, 10))
     for head in HEADS:
-        model = load_baseline(str(tmp_path), head=head)
+        model = load_pretrained(str(tmp_path), head=head)
         with torch.no_grad():
             out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
         assert out is not None
-    encoder = load_baseline(str(tmp_path), head="base")
-    full = load_baseline(str(tmp_path))
+    encoder = load_pretrained(str(tmp_path), head="base")
+    full = load_pretrained(str(tmp_path))
     torch.testing.assert_close(encoder.get_input_embeddings().weight, full.get_input_embeddings().weight)
 
 

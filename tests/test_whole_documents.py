@@ -6,7 +6,7 @@ import torch
 
 import aveyb
 from aveyb.data.tokenizer import load_tokenizer
-from aveyb.model.modeling_aveyb import mean_pool
+from aveyb.model.heads import mean_pool
 
 pytest.importorskip("sentence_transformers")
 

@@ -2,44 +2,37 @@
 
 BERT, RoBERTa and ModernBERT are ``transformers`` configurations (no code of theirs is
 copied here); NeoBERT, which transformers does not ship, is implemented in ``neobert/``.
-Build any of them, or Avey-B, through :mod:`aveyb.architectures`.
+Importing this package registers the four with :mod:`aveyb.architectures`, through which any
+of them, or Avey-B, is built, counted and loaded.
 """
 
 from __future__ import annotations
 
+import importlib
+
+from aveyb.architectures import register_architecture
+
 BASELINES = ("bert", "roberta", "modernbert", "neobert")
 
 
-def baseline_config(arch: str, preset: str, vocab_size: int, **overrides):
-    """The transformers config of baseline ``arch`` at Avey-B's size ``preset``.
+def _config_builder(module: str, function: str):
+    """``module.function``, imported when first called: the presets read Avey-B's (which imports
+    transformers), and ``import aveyb.baselines`` must stay cheap for the command line."""
 
-    ``overrides`` replace any field (e.g. ``pad_token_id`` from the tokenizer,
-    ``max_position_embeddings``, ``num_labels``).
-    """
-    if arch == "bert":
-        from aveyb.baselines.bert import bert_config
+    def build_config(preset: str, vocab_size: int, **overrides):
+        return getattr(importlib.import_module(module), function)(preset, vocab_size, **overrides)
 
-        return bert_config(preset, vocab_size, **overrides)
-    if arch == "roberta":
-        from aveyb.baselines.roberta import roberta_config
-
-        return roberta_config(preset, vocab_size, **overrides)
-    if arch == "modernbert":
-        from aveyb.baselines.modernbert import modernbert_config
-
-        return modernbert_config(preset, vocab_size, **overrides)
-    if arch == "neobert":
-        from aveyb.baselines.neobert.presets import neobert_config
-
-        return neobert_config(preset, vocab_size, **overrides)
-    raise ValueError(f"unknown baseline {arch!r}; choose one of {list(BASELINES)}")
+    build_config.__qualname__ = f"{module}.{function}"
+    return build_config
 
 
-def load_baseline(name_or_path: str, head: str = "masked_lm", **kwargs):
-    """A published or saved checkpoint by Hub id or local path (see :mod:`aveyb.baselines.loading`)."""
-    from aveyb.baselines.loading import load_baseline as _load
+register_architecture("bert", _config_builder("aveyb.baselines.bert", "bert_config"),
+                      "BERT (Devlin et al., 2019): post-LN, GELU MLP")
+register_architecture("roberta", _config_builder("aveyb.baselines.roberta", "roberta_config"),
+                      "RoBERTa (Liu et al., 2019): BERT's block, no token types")
+register_architecture("modernbert", _config_builder("aveyb.baselines.modernbert", "modernbert_config"),
+                      "ModernBERT (Warner et al., 2024): pre-LN, GeGLU, RoPE, alternating local/global attention")
+register_architecture("neobert", _config_builder("aveyb.baselines.neobert.presets", "neobert_config"),
+                      "NeoBERT (Le Breton et al., 2025): pre-RMSNorm, SwiGLU, RoPE")
 
-    return _load(name_or_path, head=head, **kwargs)
-
-
-__all__ = ["BASELINES", "baseline_config", "load_baseline"]
+__all__ = ["BASELINES"]

@@ -61,9 +61,9 @@ def aveyb_counts_from_formula(preset: str, vocab_size: int) -> dict[str, int]:
 
 def parameter_table(preset: str, vocab_size: int = 50368) -> dict[str, dict[str, int]]:
     """Counts of all five architectures at ``preset``, from the models themselves."""
-    from aveyb.architectures import ARCHITECTURES
+    from aveyb.architectures import architecture_names
 
-    return {arch: count_parameters(build_on_meta(arch, preset, vocab_size)) for arch in ARCHITECTURES}
+    return {arch: count_parameters(build_on_meta(arch, preset, vocab_size)) for arch in architecture_names()}
 
 
 def format_table(table: dict[str, dict[str, int]], reference: str = "avey-b") -> str:

@@ -34,7 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir (an error if it has none); "
                              "without it, a new run (an error if --output-dir already has checkpoints)")
-    parser.add_argument("--arch", default=None, help="architecture: avey-b, bert, roberta, modernbert, neobert")
+    parser.add_argument("--arch", default=None, help="architecture: avey-b, bert, roberta, modernbert, neobert, or one registered with "
+                        "aveyb.architectures.register_architecture")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key (value parsed as YAML); repeatable")
 

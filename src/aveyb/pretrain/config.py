@@ -85,6 +85,11 @@ class PretrainConfig:
                 except ValueError:
                     pass
             _check_type(f.name, getattr(self, f.name), hints[f.name])
+        from aveyb.architectures import architecture_names
+
+        if self.arch not in architecture_names():
+            raise ValueError(f"arch={self.arch!r} is not a registered architecture; choose one of "
+                             f"{list(architecture_names())} (or add yours with aveyb.architectures.register_architecture)")
         for name in ("seq_len", "global_batch_tokens", "micro_batch_size", "max_steps", "log_every",
                      "eval_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:

@@ -113,7 +113,7 @@ class Study:
 
     # ---- validation -------------------------------------------------------------------------
     def validate(self) -> None:
-        from aveyb.architectures import ARCHITECTURES
+        from aveyb.architectures import architecture_names
 
         _require(isinstance(self.name, str) and _NAME.match(self.name), "study.name",
                  f"must be a file-safe name (letters, digits, . _ -), got {self.name!r}")
@@ -127,7 +127,8 @@ class Study:
                      f"must be a file-safe name (letters, digits, . _ -), got {v.name!r}")
             _require(v.name not in seen, f"{where}.name", f"{v.name!r} is used twice")
             seen.add(v.name)
-            _require(v.arch in ARCHITECTURES, f"{where}.arch", f"must be one of {list(ARCHITECTURES)}, got {v.arch!r}")
+            _require(v.arch in architecture_names(), f"{where}.arch",
+                     f"must be one of {list(architecture_names())}, got {v.arch!r}")
             for key in ("model", "pretrain"):
                 _require(isinstance(getattr(v, key), dict), f"{where}.{key}", "must be a mapping")
             if v.pretrained is not None:

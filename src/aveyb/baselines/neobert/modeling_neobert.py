@@ -28,7 +28,7 @@ from transformers.modeling_outputs import (
 )
 
 from aveyb.baselines.neobert.configuration_neobert import NeoBERTConfig
-from aveyb.model.modeling_aveyb import classification_loss, label_cross_entropy, mean_pool, span_loss
+from aveyb.model.heads import classification_loss, label_cross_entropy, mean_pool, span_loss
 
 # ---- rotary positions ---------------------------------------------------------------------
 
@@ -119,7 +119,11 @@ class NeoBERTPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """As ``PreTrainedModel.from_pretrained``; a checkpoint of the published NeoBERT
         (remote code, its own parameter names) is converted to ours on the fly."""
-        from aveyb.baselines.loading import _HUB_KEYS, is_published_neobert_checkpoint, load_published_neobert
+        from aveyb.baselines.neobert.published import (
+            _HUB_KEYS,
+            is_published_neobert_checkpoint,
+            load_published_neobert,
+        )
 
         hub_kwargs = {k: kwargs[k] for k in _HUB_KEYS if k in kwargs}
         if (

@@ -1,7 +1,6 @@
-"""Load a published or saved checkpoint of any architecture by Hub id or local path.
+"""The published NeoBERT checkpoint (``chandar-lab/NeoBERT``) loaded into our NeoBERT classes.
 
-Everything goes through the transformers Auto classes. The published NeoBERT
-(``chandar-lab/NeoBERT``) ships remote code with its own parameter names; our NeoBERT
+The published checkpoint ships remote code with its own parameter names; our NeoBERT
 classes recognise such a checkpoint in ``from_pretrained`` (so the Auto classes, and the
 fine-tuning harness, load it too), read its ``config.json`` with our
 :class:`NeoBERTConfig` (which understands its keys) and rename its weights with
@@ -120,16 +119,3 @@ def load_published_neobert(model_class, name_or_path, config=None, dtype=None, t
     if isinstance(device_map, (str, torch.device)) and device_map != "auto":
         model = model.to(device_map)
     return model.eval()
-
-
-def load_baseline(name_or_path: str, head: str = "masked_lm", **kwargs):
-    """A checkpoint of any architecture, by Hub id or local path, with the chosen ``head``.
-
-    ``head`` is one of ``base``, ``masked_lm``, ``sequence_classification``,
-    ``token_classification``, ``question_answering``; ``kwargs`` go to ``from_pretrained``
-    (e.g. ``num_labels=3``, ``dtype=torch.bfloat16``, ``revision=…``). The published NeoBERT
-    is converted on the fly; ``trust_remote_code=True`` loads its authors' classes instead.
-    """
-    from aveyb.architectures import auto_class
-
-    return auto_class(head).from_pretrained(name_or_path, **kwargs)
