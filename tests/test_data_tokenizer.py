@@ -75,3 +75,13 @@ def test_cli_train(tmp_path):
 
     ids = np.fromfile(out, dtype=np.uint16)
     assert (ids == tok.eos_token_id).sum() == len([t for t in TEXTS if t.strip()])
+
+
+def test_a_trained_models_tokenizer_keeps_its_vocabulary(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    tok = load_tokenizer("bundled:bpe-4k")
+    PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token=tok.eos_token).save_pretrained(tmp_path)
+    trained = load_tokenizer(str(tmp_path), extend=False)  # fine-tuning: nothing added, pads with EOS
+    assert trained.pad_token == tok.eos_token and trained.mask_token is None
+    assert load_tokenizer(str(tmp_path)).mask_token == "<mask>"  # pretraining: pad and mask added

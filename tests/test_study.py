@@ -108,6 +108,23 @@ def test_a_yaml_error_names_the_file(tmp_path):
         Study.from_yaml(path)
 
 
+def test_set_reads_values_as_pretrain_and_finetune_do():
+    base = builtin_study("baselines", "micro")
+    study = apply_overrides(base, ["pretrain.lr=1e-3", "token_budget=", "finetune.settings.max_steps=400",
+                                   "finetune.task_settings.pos_brown.query_prefix=Query: ",
+                                   "pretrain.model_overrides.eps=1e-6"])
+    assert study.pretrain["lr"] == 1e-3 and study.token_budget is None
+    assert study.finetune.settings["max_steps"] == 400
+    assert study.finetune.task_settings["pos_brown"]["query_prefix"] == "Query: "  # a string field: as typed
+    assert study.pretrain["model_overrides"]["eps"] == 1e-6  # free-form: YAML, number-like strings as numbers
+    with pytest.raises(StudyError, match=r"--set pretrain.lr=fast: pretrain.lr must be a number, got 'fast'"):
+        apply_overrides(base, ["pretrain.lr=fast"])
+    with pytest.raises(StudyError, match=r"finetune.settings.max_steps must be an int or null, got 2.5"):
+        apply_overrides(base, ["finetune.settings.max_steps=2.5"])
+    with pytest.raises(StudyError, match=r"--set expects key=value, got 'seeds'"):
+        apply_overrides(base, ["seeds"])
+
+
 @pytest.mark.parametrize("scale", list(SCALE_RECIPES))
 @pytest.mark.parametrize("name", list(BUILTIN))
 def test_every_builtin_study_is_valid_at_every_scale(name, scale):

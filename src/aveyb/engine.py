@@ -169,7 +169,8 @@ def parse_overrides(items: list[str] | None, config_cls, what: str) -> dict[str,
     A value is read as YAML and then fitted to the field's type: ``1e-4`` is a number for a
     float field (YAML 1.1 reads it as a string), a string field takes the text as typed when YAML
     would read something else (``2020``, ``Query: ``), and an empty value is null for a field
-    that may be null, else the empty string. A field that does not exist, or a value of the wrong
+    that may be null, else the empty string; a field typed ``Any`` takes the YAML value, a
+    number-like string as a number and an empty value as null. A field that does not exist, or a value of the wrong
     type, is an :class:`OverrideError` naming the field and what it takes; the config's own
     validation then checks ranges and choices.
     """
@@ -177,13 +178,18 @@ def parse_overrides(items: list[str] | None, config_cls, what: str) -> dict[str,
     names = [f.name for f in dataclasses.fields(config_cls)]
     out: dict[str, Any] = {}
     for item in items or []:
-        if "=" not in item:
-            raise OverrideError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        key = key.strip()
+        key, raw = split_item(item)
         check_known({key: None}, names, what)
         out[key] = parse_value(key, raw, hints[key])
     return out
+
+
+def split_item(item: str) -> tuple[str, str]:
+    """``"lr=1e-4"`` -> ``("lr", "1e-4")``: the key stripped, the value as typed."""
+    if "=" not in item:
+        raise OverrideError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    return key.strip(), raw
 
 
 def check_known(values, names, what: str) -> None:
@@ -201,8 +207,9 @@ def parse_value(key: str, raw: str, hint) -> Any:
     import yaml
 
     arms = _arms(hint)
+    free = Any in arms  # a value of no declared type (a key inside a free-form mapping): YAML as read
     if not raw.strip():
-        if type(None) in arms:
+        if type(None) in arms or free:
             return None
         if str in arms:
             return ""
@@ -211,7 +218,7 @@ def parse_value(key: str, raw: str, hint) -> Any:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
         raise OverrideError(f"--set {key}={raw}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if isinstance(value, str) and float in arms:
+    if isinstance(value, str) and (float in arms or free):
         try:
             value = float(value)
         except ValueError:

@@ -91,8 +91,13 @@ def gpt2_bpe_tokenizer(directory: str | os.PathLike):
     return _wrap(tok, eos="<|endoftext|>")
 
 
-def load_tokenizer(name: str):
-    """Load a tokenizer by name (see the module docstring) and make sure it has EOS, pad and mask."""
+def load_tokenizer(name: str, *, extend: bool = True):
+    """Load a tokenizer by name (see the module docstring).
+
+    ``extend=True`` (the tokenizer of a model yet to be built: pretraining) adds whatever of EOS,
+    pad and mask it lacks. ``extend=False`` (a trained model's tokenizer, whose vocabulary must not
+    grow: fine-tuning, predict) adds nothing and pads with EOS, SEP or UNK when it has no pad token.
+    """
     if name.startswith("bundled:"):
         path = RESOURCES / "tokenizers" / name.split(":", 1)[1]
         if not path.is_dir():
@@ -108,7 +113,14 @@ def load_tokenizer(name: str):
     except (OSError, ValueError) as err:  # ValueError: huggingface_hub rejects the name as a repo id
         raise FileNotFoundError(f"tokenizer {name!r} is neither a local tokenizer directory nor loadable "
                                 f"from the Hugging Face Hub: {err}") from err
-    return ensure_special_tokens(tokenizer)
+    if extend:
+        return ensure_special_tokens(tokenizer)
+    if tokenizer.pad_token_id is None:
+        fallback = tokenizer.eos_token or tokenizer.sep_token or tokenizer.unk_token
+        if fallback is None:
+            raise ValueError(f"tokenizer {name!r} has no pad, eos, sep or unk token to pad with")
+        tokenizer.pad_token = fallback
+    return tokenizer
 
 
 def ensure_special_tokens(tokenizer):

@@ -227,22 +227,22 @@ class Study:
 
 
 def apply_overrides(study: Study, items: list[str]) -> Study:
-    """``["pretrain.lr=1e-3", "finetune.seeds=[0, 1]"]``: set dotted fields (YAML values), then re-validate."""
+    """``["pretrain.lr=1e-3", "finetune.seeds=[0, 1]"]``: set dotted fields, then re-validate.
+
+    Each value is read by the ``--set`` parser of ``aveyb pretrain`` and ``aveyb finetune``
+    (:func:`aveyb.engine.parse_value`), fitted to the type of the field it sets (:func:`_field_type`).
+    """
+    from aveyb.engine import OverrideError, parse_value, split_item
+
     data = study.to_dict()
     for item in items:
-        if "=" not in item:
-            raise StudyError(f"--set expects FIELD=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise StudyError(f"--set {key}: the value is not valid YAML: {err}") from None
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        node, parts = data, key.strip().split(".")
+            key, raw = split_item(item)
+            parts = key.split(".")
+            value = parse_value(key, raw, _field_type(parts))
+        except OverrideError as err:
+            raise StudyError(str(err)) from None
+        node = data
         for i, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
                 if part not in node or node[part] is None:
@@ -252,6 +252,26 @@ def apply_overrides(study: Study, items: list[str]) -> Study:
             node = node[part]
         node[parts[-1]] = value
     return Study.from_dict(data)
+
+
+def _field_type(parts: list[str]):
+    """The type of the field a dotted ``--set`` key names: a study field (``token_budget``), a
+    ``finetune`` field, a PretrainConfig field under ``pretrain``, a FinetuneConfig field under
+    ``finetune.settings`` or ``finetune.task_settings.TASK``; ``Any`` elsewhere (variants, model
+    overrides), where the study's validation checks the value."""
+    import typing
+
+    owner = None
+    if len(parts) == 1:
+        owner = Study
+    elif parts[0] == "finetune" and len(parts) == 2:
+        owner = Finetuning
+    elif parts[0] == "pretrain" and len(parts) == 2:
+        from aveyb.pretrain.config import PretrainConfig as owner
+    elif parts[:2] == ["finetune", "settings"] and len(parts) == 3 \
+            or parts[:2] == ["finetune", "task_settings"] and len(parts) == 4:
+        from aveyb.tasks.config import FinetuneConfig as owner
+    return typing.get_type_hints(owner).get(parts[-1], Any) if owner is not None else Any
 
 
 def _positive_numbers(grid) -> bool:

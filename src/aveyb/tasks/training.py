@@ -42,21 +42,16 @@ def autocast(cfg: FinetuneConfig, device: torch.device):
 
 
 def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
+    """A trained model's tokenizer, its vocabulary as trained (:func:`aveyb.data.tokenizer.load_tokenizer`
+    with ``extend=False``); a :class:`TaskError` when none loads."""
     from aveyb.architectures import register_all
+    from aveyb.data import tokenizer
 
     register_all()  # Avey-B's and NeoBERT's tokenizer classes resolve through AutoTokenizer
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        return tokenizer.load_tokenizer(path, extend=False)
     except Exception as err:
         raise TaskError(f"could not load a tokenizer from {path!r}: {err}") from err
-    if tok.pad_token_id is None:
-        fallback = tok.eos_token or tok.sep_token or tok.unk_token
-        if fallback is None:
-            raise TaskError(f"tokenizer of {path!r} has no pad, eos, sep or unk token to pad with")
-        tok.pad_token = fallback
-    return tok
 
 
 @contextmanager
