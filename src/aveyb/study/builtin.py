@@ -56,9 +56,9 @@ _BASE_PRETRAIN = dict(
 )
 
 # micro fine-tuning: capped data and a fixed number of steps, so that a run of a 0.8M model takes
-# one to two minutes on two cores. One learning rate, as the issue of cost allows at this scale:
-# the micro models want 2e-3 (the reference sweep in results/studies/micro_calibration); the
-# trained all-MiniLM-L6-v2 row its own, lower rate (MINILM_LRS).
+# one to two minutes on two cores. One learning rate, all that the cost allows at this scale:
+# the micro models want 2e-3 (a sweep of the reference, in the micro note below); the trained
+# all-MiniLM-L6-v2 row its own, lower rate (MINILM_LRS).
 _MICRO_FINETUNE = Finetuning(
     tasks=["sentiment_movies", "pos_brown", "news_cloze", "news_retrieval"],
     settings=dict(max_length=128, batch_size=32, max_steps=200, eval_batch_size=128, max_train_examples=6400,
