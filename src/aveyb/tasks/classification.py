@@ -7,16 +7,14 @@ from functools import partial
 
 from aveyb.evaluation.metrics import classification_metrics
 from aveyb.tasks.data import RowErrors
-from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.predict import input_text, max_length
 from aveyb.tasks.training import (
-    encode_and_train,
     encode_text,
     load_model,
     load_tokenizer,
     pad_batch,
     predict_batches,
-    resolve_max_length,
+    run_labelled,
 )
 
 
@@ -60,22 +58,9 @@ def evaluate(model, feats, labels, tokenizer, cfg, device, positive_label, desc)
 
 
 def run(task, splits, labels: list[str], model_path: str, cfg, device, save_dir=None) -> dict[str, float]:
-    tokenizer = load_tokenizer(model_path)
-    label2id = {l: i for i, l in enumerate(labels)}
-    model = load_model("sequence_classification", model_path, num_labels=len(labels),
-                       id2label=dict(enumerate(labels)), label2id=label2id)
-    max_len = resolve_max_length(cfg, model.config, tokenizer)
-    enc = partial(encode, tokenizer=tokenizer, label2id=label2id, max_length=max_len, append_eos=cfg.append_eos)
-    stats, val, test = encode_and_train(model, tokenizer, enc, splits, task, cfg, device)
-    out = dict(stats)
-    pos = task.options.get("positive_label")
-    for name, feats in (("validation", val), ("test", test)):
-        if feats:
-            for k, v in evaluate(model, feats, labels, tokenizer, cfg, device, pos, f"{task.name} {name}").items():
-                out[f"{name}/{k}"] = v
-    if save_dir is not None:
-        save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
-    return out
+    scorer = partial(evaluate, positive_label=task.options.get("positive_label"))
+    return run_labelled("sequence_classification", task, splits, labels, model_path, cfg, device, save_dir,
+                        encode, scorer)
 
 
 def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:

@@ -9,17 +9,15 @@ from functools import partial
 
 from aveyb.evaluation.metrics import token_classification_metrics
 from aveyb.tasks.data import RowErrors
-from aveyb.tasks.export import save_finetuned, task_settings
 from aveyb.tasks.families import FAMILIES
 from aveyb.tasks.predict import PredictError, max_length
 from aveyb.tasks.training import (
-    encode_and_train,
     end_token_id,
     load_model,
     load_tokenizer,
     pad_batch,
     predict_batches,
-    resolve_max_length,
+    run_labelled,
 )
 
 
@@ -133,23 +131,8 @@ def evaluate(model, feats, labels, tokenizer, cfg, device, bio, desc) -> dict[st
 
 
 def run(task, splits, labels: list[str], model_path: str, cfg, device, save_dir=None) -> dict[str, float]:
-    tokenizer = load_tokenizer(model_path)
-    label2id = {l: i for i, l in enumerate(labels)}
-    model = load_model("token_classification", model_path, num_labels=len(labels),
-                       id2label=dict(enumerate(labels)), label2id=label2id)
-    max_len = resolve_max_length(cfg, model.config, tokenizer)
-    enc = partial(encode, tokenizer=tokenizer, label2id=label2id, max_length=max_len, append_eos=cfg.append_eos,
-                  decoding=cfg.tc_decoding)
-    stats, val, test = encode_and_train(model, tokenizer, enc, splits, task, cfg, device)
-    out = dict(stats)
-    bio = task.options.get("bio", True)
-    for name, feats in (("validation", val), ("test", test)):
-        if feats:
-            for k, v in evaluate(model, feats, labels, tokenizer, cfg, device, bio, f"{task.name} {name}").items():
-                out[f"{name}/{k}"] = v
-    if save_dir is not None:
-        save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
-    return out
+    return run_labelled("token_classification", task, splits, labels, model_path, cfg, device, save_dir,
+                        partial(encode, decoding=cfg.tc_decoding), partial(evaluate, bio=task.options.get("bio", True)))
 
 
 def input_words(row: dict, at: str) -> list[str]:

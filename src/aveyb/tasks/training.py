@@ -23,6 +23,7 @@ import torch
 
 from aveyb import engine
 from aveyb.tasks.config import FinetuneConfig
+from aveyb.tasks.export import save_finetuned, task_settings
 
 
 class TaskError(ValueError):
@@ -317,3 +318,24 @@ def encode_and_train(model, tokenizer, encode: Callable, splits, task, cfg: Fine
     stats = train_loop(model, train, collate, cfg, device, desc=f"{task.name} train")
     return stats, val, test
 
+
+def run_labelled(head: str, task, splits, labels: list[str], model_path: str, cfg: FinetuneConfig, device,
+                 save_dir, encode: Callable, evaluate: Callable) -> dict[str, float]:
+    """The run of a family whose head picks one of ``labels`` (per sequence or per token): build
+    ``head`` with the task's labels, encode (``encode(..., tokenizer, label2id, max_length,
+    append_eos)``) and train, score validation and test with ``evaluate(model, feats, labels,
+    tokenizer, cfg, device, desc=...)``, and save the model to ``save_dir`` when given."""
+    tokenizer = load_tokenizer(model_path)
+    label2id = {label: i for i, label in enumerate(labels)}
+    model = load_model(head, model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+    max_len = resolve_max_length(cfg, model.config, tokenizer)
+    enc = partial(encode, tokenizer=tokenizer, label2id=label2id, max_length=max_len, append_eos=cfg.append_eos)
+    stats, val, test = encode_and_train(model, tokenizer, enc, splits, task, cfg, device)
+    out = dict(stats)
+    for name, feats in (("validation", val), ("test", test)):
+        if feats:
+            for k, v in evaluate(model, feats, labels, tokenizer, cfg, device, desc=f"{task.name} {name}").items():
+                out[f"{name}/{k}"] = v
+    if save_dir is not None:
+        save_finetuned(model, tokenizer, save_dir, task_settings(task, cfg, max_len))
+    return out
