@@ -88,17 +88,41 @@ def layer_inputs(case, dev):
     return cfg, x, mask
 
 
-def chained_layers(layers, x, mask, dtype):
-    """``layers`` applied in turn in ``dtype``: (the ``dtype`` copies, fused ``run_layers`` output, same-dtype
-    reference output, float64 reference output). Each fused layer after the first takes its RMSNorm
-    statistics from the previous fuser."""
-    from aveyb.kernels.layer import run_layers
+def run_fused(layers, x, mask, options=None):
+    """``layers`` (AveyBLayer modules) called in turn on one fused backend (``TritonBackend``), as the
+    model calls them: each layer after the first takes its RMSNorm statistics from the previous
+    fuser. The layers' own backends are put back afterwards."""
+    from aveyb.kernels import KernelOptions, TritonBackend
 
+    backend = TritonBackend(options or KernelOptions())
+    saved = [lay.backend for lay in layers]
+    try:
+        for lay in layers:
+            lay.backend = backend
+        for lay in layers:
+            x = lay(x, mask)
+    finally:
+        for lay, old in zip(layers, saved):
+            lay.backend = old
+    return x
+
+
+def fused_layer(options=None):
+    """``fn(layer, x, mask)``: one layer's fused op (``kernels.layer.fused_layer_forward``) on its tensors."""
+    from aveyb.kernels import KernelOptions
+    from aveyb.kernels.layer import fused_layer_forward
+
+    return lambda layer, x, mask: fused_layer_forward(x, mask, layer.weights(), layer.spec, options or KernelOptions())
+
+
+def chained_layers(layers, x, mask, dtype, options=None):
+    """``layers`` applied in turn in ``dtype``: (the ``dtype`` copies, fused output (:func:`run_fused`),
+    same-dtype reference output, float64 reference output)."""
     ld = [copy.deepcopy(lay).to(dtype) for lay in layers]
     chain64, chainr = x.double(), x.to(dtype)
     for a, b in zip(layers, ld):
         chain64, chainr = copy.deepcopy(a).double()(chain64, mask), b(chainr, mask)
-    return ld, list(run_layers(ld, x.to(dtype), mask))[-1], chainr, chain64
+    return ld, run_fused(ld, x.to(dtype), mask, options), chainr, chain64
 
 
 def layer_output_and_grads(layer, x, mask, grad_out, fn=None, amp=False):
@@ -188,34 +212,33 @@ def base_layers(kind, n, padded):
     return random_layers(cfg, kind, n, torch.device("cuda")), x, mask
 
 
-def check_training_layer_config(kernel, cfg, monkeypatch):
+def check_training_layer_config(kernel, cfg):
     """One config of a training-path kernel: a padded static layer, forward and every gradient in
     bf16 against float64 autograd through the reference."""
-    from aveyb.kernels.layer import layer_forward
+    from aveyb.kernels import KernelOptions
 
-    monkeypatch.setenv("AVEYB_TRAIN_LAYER", "triton")
+    fn = fused_layer(KernelOptions(train_layer="triton"))
     (layer,), x, mask = base_layers("static", 1, padded=True)
     grad_out = torch.randn(x.shape, device="cuda")
     want64 = layer_output_and_grads(copy.deepcopy(layer).double(), x.double(), mask, grad_out)
     lb = copy.deepcopy(layer).bfloat16()
     want = layer_output_and_grads(lb, x.bfloat16(), mask, grad_out)
-    got = pinned_run(kernel, cfg, lambda: layer_output_and_grads(lb, x.bfloat16(), mask, grad_out, layer_forward))
+    got = pinned_run(kernel, cfg, lambda: layer_output_and_grads(lb, x.bfloat16(), mask, grad_out, fn))
     names = ["out", "x"] + [n for n, _ in layer.named_parameters()]
     for name, a, b, c in zip(names, got, want, want64):
         check(f"{kernel.fn.__name__} {name}", a, b, c, torch.bfloat16)
 
 
-def check_inference_gemm_config(kernel, dtype, env, cfg, monkeypatch, tma):
+def check_inference_gemm_config(kernel, dtype, options, cfg, tma):
     """One config of a GEMM kernel (epilogue included): three chained padded dynamic layers,
-    inference, against float64."""
-    from aveyb.kernels.layer import run_layers
+    inference, against float64; ``options`` (a dict of KernelOptions fields) pick the kernel."""
+    from aveyb.kernels import KernelOptions
 
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    options = KernelOptions(**options)
     if tma and torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("TMA kernels need Hopper or newer")
     layers_, x, mask = base_layers("dynamic", 3, padded=True)
     with torch.no_grad():
-        ld, _, want, want64 = chained_layers(layers_, x, mask, dtype)  # its fused run: one config per kernel
-        got = pinned_run(kernel, cfg, lambda: list(run_layers(ld, x.to(dtype), mask))[-1])
-    check(f"{kernel.fn.__name__} {env}", got, want, want64, dtype)
+        ld, _, want, want64 = chained_layers(layers_, x, mask, dtype, options)  # its fused run: one config per kernel
+        got = pinned_run(kernel, cfg, lambda: run_fused(ld, x.to(dtype), mask, options))
+    check(f"{kernel.fn.__name__} {options}", got, want, want64, dtype)

@@ -22,7 +22,12 @@ from parity import (
 
 pytest.importorskip("triton")
 from aveyb import kernels  # noqa: E402
-from aveyb.kernels import _triton_utils, enricher, rms_norm  # noqa: E402
+from aveyb.kernels import (  # noqa: E402
+    KernelOptions,  # noqa: E402
+    _triton_utils,
+    enricher,
+    rms_norm,
+)
 from aveyb.kernels._triton_utils import (  # noqa: E402
     _GEMM_CONFIGS,
     _TMA_CONFIGS,
@@ -36,26 +41,23 @@ from aveyb.model.layers import AveyBLayer  # noqa: E402
 
 
 # ---- which kernel runs -------------------------------------------------------------------------
-def test_enricher_mode_is_validated(monkeypatch):
-    """AVEYB_ENRICHER defaults to auto (ws for short inputs); an unknown value is an error naming the
-    variable and the choices."""
-    monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
-    assert enricher.enricher_mode() == "ws"
-    monkeypatch.setenv("AVEYB_ENRICHER", "cutlass")
-    with pytest.raises(ValueError, match="AVEYB_ENRICHER='cutlass'.*auto, ws, tma-tanh$"):
-        enricher.enricher_mode()
-
-
-def test_enricher_auto_mode_by_rows(monkeypatch):
-    """``auto`` runs the Gluon kernel for short inputs and the Triton TMA kernel from WS_MAX_ROWS
-    rows on; an explicit AVEYB_ENRICHER wins at every length."""
-    monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
+def test_enricher_mode_defaults_to_the_exact_gelu():
+    """By default (the exact GELU) the Triton TMA kernel runs at every length: the Gluon kernel
+    computes the tanh form only."""
     limit = enricher.WS_MAX_ROWS
-    assert [enricher.enricher_mode(r) for r in (None, 1, limit - 1, limit, 8 * 131072)] == \
-        ["ws", "ws", "ws", "tma-tanh", "tma-tanh"]
-    for mode in ("ws", "tma-tanh"):
-        monkeypatch.setenv("AVEYB_ENRICHER", mode)
-        assert enricher.enricher_mode(1) == enricher.enricher_mode(8 * 131072) == mode
+    assert [enricher.enricher_mode(r) for r in (None, 1, limit, 8 * 131072)] == ["tma"] * 4
+
+
+def test_enricher_auto_mode_by_rows():
+    """With the tanh-form GELU, ``auto`` runs the Gluon kernel for short inputs and the Triton TMA
+    kernel from WS_MAX_ROWS rows on (bitwise equal outputs); an explicit mode wins at every length."""
+    tanh = KernelOptions(gelu="tanh")
+    limit = enricher.WS_MAX_ROWS
+    assert [enricher.enricher_mode(r, tanh) for r in (None, 1, limit - 1, limit, 8 * 131072)] == \
+        ["ws", "ws", "ws", "tma", "tma"]
+    for mode in ("ws", "tma"):
+        options = tanh.replace(enricher=mode)
+        assert enricher.enricher_mode(1, options) == enricher.enricher_mode(8 * 131072, options) == mode
 
 
 @pytest.mark.parametrize("has_mask", [False, True], ids=["unmasked", "masked"])
@@ -110,14 +112,13 @@ def test_gluon_descriptor_layouts_are_cached():
 
 def test_gluon_fallback_is_quiet_unless_asked(monkeypatch):
     """Where the Gluon kernel cannot be imported, the enricher falls back to the Triton TMA kernel and
-    stays there; only an explicit AVEYB_ENRICHER=ws warns."""
+    stays there; only an explicit enricher="ws" warns."""
     import warnings
 
     def broken():
         raise ImportError("no gluon here")
 
     monkeypatch.setattr(_triton_utils, "BROKEN_BUILDS", set())
-    monkeypatch.delenv("AVEYB_ENRICHER", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert enricher._gluon(broken) is None
@@ -125,24 +126,23 @@ def test_gluon_fallback_is_quiet_unless_asked(monkeypatch):
     assert enricher._gluon(lambda: 3) is None  # stays off once broken
     monkeypatch.setattr(_triton_utils, "BROKEN_BUILDS", set())
     assert enricher._gluon(lambda: 3) == 3
-    monkeypatch.setenv("AVEYB_ENRICHER", "ws")
     with pytest.warns(RuntimeWarning, match="warp-specialised enricher is unavailable"):
-        assert enricher._gluon(broken) is None
+        assert enricher._gluon(broken, warn=True) is None
 
 
 # ---- the RMSNorm-scaled weight -----------------------------------------------------------------
 @pytest.mark.parametrize("inference", [False, True], ids=["parameters", "inference-tensors"])
 def test_scaled_enricher_weight_follows_changes(inference):
-    """W_e · diag(g) is cached per layer and recomputed after an in-place change, also for a layer
+    """W_e · diag(g) is cached per weight and recomputed after an in-place change, also for a layer
     built under torch.inference_mode (its tensors have no version counter; reading one raised)."""
     with torch.inference_mode(inference):
         layer = AveyBLayer(preset_config("tiny"), "static")
         w, g = layer.enricher.weight, layer.norm.weight
-        first = enricher.scaled_enricher_weight(layer, torch.float32)
+        first = enricher.scaled_enricher_weight(layer.enricher.weight, layer.norm.weight, torch.float32)
         assert torch.equal(first, w * g[None, :])
         with torch.no_grad():
             g.mul_(2.0)
-        second = enricher.scaled_enricher_weight(layer, torch.float32)
+        second = enricher.scaled_enricher_weight(layer.enricher.weight, layer.norm.weight, torch.float32)
     assert torch.equal(second, w * g[None, :]) and not torch.equal(second, first)
 
 
@@ -156,11 +156,11 @@ def test_scaled_enricher_weight_follows_optimizer_steps(optimizer):
     opt = {"adamw_fused": lambda: torch.optim.AdamW(params, lr=0.1, fused=True),
            "adamw_foreach": lambda: torch.optim.AdamW(params, lr=0.1, foreach=True),
            "sgd": lambda: torch.optim.SGD(params, lr=0.1)}[optimizer]()
-    first = enricher.scaled_enricher_weight(layer, torch.float32)
+    first = enricher.scaled_enricher_weight(layer.enricher.weight, layer.norm.weight, torch.float32)
     (layer.enricher.weight.sum() + layer.norm.weight.sum()).backward()
     opt.step()
     w, g = layer.enricher.weight, layer.norm.weight
-    second = enricher.scaled_enricher_weight(layer, torch.float32)
+    second = enricher.scaled_enricher_weight(layer.enricher.weight, layer.norm.weight, torch.float32)
     assert not torch.equal(second, first)
     assert torch.allclose(second, (w * g[None, :]).detach())
 
@@ -176,10 +176,11 @@ def _enricher_inputs(rows=200, width=128, expansion=4):
 
 
 @interpreter
-def test_enricher_tma_interpreted():
+@pytest.mark.parametrize("act", ["silu", "gelu"])
+def test_enricher_tma_interpreted(act):
     """The persistent TMA enricher, 3 programs over 200 rows: RMSNorm fold (row statistics), bias,
-    activation, U masking. SiLU: the interpreter cannot run the hardware tanh of the GELUs'
-    tanh form (the GPU tests check that)."""
+    activation (the exact GELU by default), U masking. The interpreter cannot run the hardware tanh
+    of ``gelu="tanh"`` (the GPU tests check that)."""
     x, weight, bias, mask, normed = _enricher_inputs()
     rows, width = x.shape
     stats = rms_norm.row_stats(x)
@@ -187,8 +188,8 @@ def test_enricher_tma_interpreted():
     enricher._enricher_tma_kernel[lambda meta: (3,)](
         tensor_descriptor(x), tensor_descriptor(weight), tensor_descriptor(z), bias, stats.parts, mask.view(torch.uint8),
         rows, weight.shape[0], width, stats.count, stats.parts.shape[1], 256, 1e-6,
-        HAS_MASK=True, ACT=ACT_IDS["silu"], NUM_SMS=3)
-    z_ref = F.silu(normed @ weight.T + bias)
+        HAS_MASK=True, ACT=ACT_IDS[act], NUM_SMS=3)
+    z_ref = {"silu": F.silu, "gelu": F.gelu}[act](normed @ weight.T + bias)
     z_ref[:, :width] *= mask[:, None]
     check_interpreted("TMA enricher", rel(z, z_ref))
 
@@ -198,28 +199,31 @@ ENRICHER_CASES = [("static", "sum", "gelu", 3, 256, 128, False), ("dynamic", "su
 
 
 @gpu
-@pytest.mark.parametrize("mode", ["tma-tanh", "ws"])
+@pytest.mark.parametrize("mode", ["tma", "tma-tanh", "ws"])
 @pytest.mark.parametrize("case", ENRICHER_CASES, ids=["static-d128", "dynamic-d256-padded"])
-def test_enricher_modes_parity(case, mode, monkeypatch):
-    """Every AVEYB_ENRICHER mode of the 16-bit Hopper enricher, through three chained bf16 layers."""
+def test_enricher_modes_parity(case, mode):
+    """Every kernel of the 16-bit Hopper enricher (the exact GELU in the TMA kernel; the tanh form in
+    the TMA and the Gluon kernel), through three chained bf16 layers."""
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("the enricher modes are Hopper paths")
-    monkeypatch.setenv("AVEYB_ENRICHER", mode)
-    assert enricher.enricher_mode() == mode
+    options = {"tma": KernelOptions(), "tma-tanh": KernelOptions(gelu="tanh", enricher="tma"),
+               "ws": KernelOptions(gelu="tanh", enricher="ws")}[mode]
+    assert enricher.enricher_mode(None, options) == mode.removesuffix("-tanh")
     dev, dtype = torch.device("cuda"), torch.bfloat16
     cfg, x, mask = layer_inputs(case, dev)
     layers = random_layers(cfg, case[0], 3, dev)
     with torch.no_grad():
-        _, chainf, chainr, chain64 = chained_layers(layers, x, mask, dtype)
-    check(f"3 layers {case[0]} AVEYB_ENRICHER={mode}", chainf, chainr, chain64, dtype)
+        _, chainf, chainr, chain64 = chained_layers(layers, x, mask, dtype, options)
+    check(f"3 layers {case[0]} enricher {mode}", chainf, chainr, chain64, dtype)
 
 
 @gpu
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize("rows", [16383, 129])
 def test_gluon_enricher_is_bitwise_the_triton_one(rows, masked, monkeypatch):
-    """The two Hopper enrichers compute the same tanh-form GELU: ws (Gluon) and tma-tanh (Triton TMA)
-    give bitwise equal Z at the base width, with rows not a multiple of the tile."""
+    """The two Hopper enrichers compute the same tanh-form GELU: ws (Gluon) and tma (Triton TMA) with
+    gelu="tanh" give bitwise equal Z at the base width, with rows not a multiple of the tile: so
+    enricher="auto", which picks between them by row count, never changes numerics."""
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("the enricher modes are Hopper paths")
     pytest.importorskip("triton.experimental.gluon")
@@ -231,11 +235,11 @@ def test_gluon_enricher_is_bitwise_the_triton_one(rows, masked, monkeypatch):
     stats = rms_norm.row_stats(x)
     monkeypatch.setattr(_triton_utils, "BROKEN_BUILDS", set())
     out = {}
-    for mode in ("ws", "tma-tanh"):
-        monkeypatch.setenv("AVEYB_ENRICHER", mode)
-        out[mode] = enricher.enrich(x, stats, weight, bias, mask, ACT_IDS["gelu"], 1e-6)
+    for mode in ("ws", "tma"):
+        options = KernelOptions(gelu="tanh", enricher=mode)
+        out[mode] = enricher.enrich(x, stats, weight, bias, mask, ACT_IDS["gelu"], 1e-6, options)
     assert not _triton_utils.BROKEN_BUILDS, "a kernel fell back, so the comparison would be void"
-    assert torch.equal(out["ws"], out["tma-tanh"])
+    assert torch.equal(out["ws"], out["tma"])
 
 
 @gpu
@@ -250,7 +254,7 @@ def test_fused_evaluation_after_optimizer_steps_matches_reference():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
 
     def evaluate(backend):
-        model.config.kernel_backend = backend
+        model.set_kernel_backend(backend)
         model.eval()
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             return float(model(ids, labels=ids).loss)
@@ -262,28 +266,29 @@ def test_fused_evaluation_after_optimizer_steps_matches_reference():
             model(ids, labels=ids).loss.backward()
         opt.step()
         opt.zero_grad()
-    fused, reference = evaluate("auto"), evaluate("torch")
+    fused, reference = evaluate("auto"), evaluate("reference")
     assert abs(fused - reference) < 0.02 * reference, (fused, reference)
 
 
 @gpu
 @pytest.mark.parametrize("cfg", config_cases("activation", ELEMENTWISE_CONFIGS))
-def test_activation_config(cfg, monkeypatch):
+def test_activation_config(cfg):
     """The training path's activation kernel, every config, through the training layer."""
-    check_training_layer_config(enricher._act_forward_kernel, cfg, monkeypatch)
+    check_training_layer_config(enricher._act_forward_kernel, cfg)
 
 
-GEMM_CASES = [  # (name, kernel, configs, dtype, environment)
-    ("tma-tanh", enricher._enricher_tma_kernel, _TMA_CONFIGS, torch.bfloat16, {"AVEYB_ENRICHER": "tma-tanh"}),
+GEMM_CASES = [  # (name, kernel, configs, dtype, KernelOptions fields)
+    ("tma", enricher._enricher_tma_kernel, _TMA_CONFIGS, torch.bfloat16, {"enricher": "tma"}),
+    ("tma-tanh", enricher._enricher_tma_kernel, _TMA_CONFIGS, torch.bfloat16, {"enricher": "tma", "gelu": "tanh"}),
     # the pointer kernel: 16-bit data on GPUs before Hopper, and fp32 everywhere
-    ("pointer-bf16", enricher._enricher_kernel, _GEMM_CONFIGS, torch.bfloat16, {"AVEYB_GEMM_TMA": "0"}),
+    ("pointer-bf16", enricher._enricher_kernel, _GEMM_CONFIGS, torch.bfloat16, {"gemm_tma": False}),
     ("pointer-fp32", enricher._enricher_kernel, _GEMM_CONFIGS, torch.float32, {}),
 ]
 
 
 @gpu
-@pytest.mark.parametrize("kernel, dtype, env, cfg",
-                         [p for name, k, cs, dt, env in GEMM_CASES for p in config_cases(name, cs, k, dt, env)])
-def test_enricher_config(kernel, dtype, env, cfg, monkeypatch):
+@pytest.mark.parametrize("kernel, dtype, options, cfg",
+                         [p for name, k, cs, dt, opt in GEMM_CASES for p in config_cases(name, cs, k, dt, opt)])
+def test_enricher_config(kernel, dtype, options, cfg):
     """Every config of the enricher GEMMs (epilogues included): three chained padded dynamic layers."""
-    check_inference_gemm_config(kernel, dtype, env, cfg, monkeypatch, tma=kernel is enricher._enricher_tma_kernel)
+    check_inference_gemm_config(kernel, dtype, options, cfg, tma=kernel is enricher._enricher_tma_kernel)

@@ -43,24 +43,24 @@ def test_fuser_tma_interpreted():
 
 @gpu
 @pytest.mark.parametrize("cfg", config_cases("cast_colsum", fuser._COLSUM_CONFIGS))
-def test_cast_colsum_config(cfg, monkeypatch):
+def test_cast_colsum_config(cfg):
     """The training path's output-gradient cast and bias-gradient sums, every config, through the
     training layer."""
-    check_training_layer_config(fuser._cast_colsum_kernel, cfg, monkeypatch)
+    check_training_layer_config(fuser._cast_colsum_kernel, cfg)
 
 
-GEMM_CASES = [  # (name, kernel, configs, dtype, environment)
+GEMM_CASES = [  # (name, kernel, configs, dtype, KernelOptions fields)
     ("tma", fuser._fuser_tma_kernel, _TMA_CONFIGS, torch.bfloat16, {}),
     # the pointer kernel: 16-bit data on GPUs before Hopper, and fp32 everywhere
-    ("pointer-bf16", fuser._fuser_kernel, _GEMM_CONFIGS, torch.bfloat16, {"AVEYB_GEMM_TMA": "0"}),
+    ("pointer-bf16", fuser._fuser_kernel, _GEMM_CONFIGS, torch.bfloat16, {"gemm_tma": False}),
     ("pointer-fp32", fuser._fuser_kernel, _GEMM_CONFIGS, torch.float32, {}),
 ]
 
 
 @gpu
-@pytest.mark.parametrize("kernel, dtype, env, cfg",
-                         [p for name, k, cs, dt, env in GEMM_CASES for p in config_cases(name, cs, k, dt, env)])
-def test_fuser_config(kernel, dtype, env, cfg, monkeypatch):
+@pytest.mark.parametrize("kernel, dtype, options, cfg",
+                         [p for name, k, cs, dt, opt in GEMM_CASES for p in config_cases(name, cs, k, dt, opt)])
+def test_fuser_config(kernel, dtype, options, cfg):
     """Every config of the fuser GEMMs (epilogue and row statistics included): three chained padded
     dynamic layers."""
-    check_inference_gemm_config(kernel, dtype, env, cfg, monkeypatch, tma=kernel is fuser._fuser_tma_kernel)
+    check_inference_gemm_config(kernel, dtype, options, cfg, tma=kernel is fuser._fuser_tma_kernel)

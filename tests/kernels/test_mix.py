@@ -197,6 +197,6 @@ def test_static_mix_backward_config(index):
 
 @gpu
 @pytest.mark.parametrize("cfg", config_cases("gate_backward", ELEMENTWISE_CONFIGS))
-def test_gate_backward_config(cfg, monkeypatch):
+def test_gate_backward_config(cfg):
     """The gate's backward kernel, every config, through the training layer."""
-    check_training_layer_config(mix._gate_backward_kernel, cfg, monkeypatch)
+    check_training_layer_config(mix._gate_backward_kernel, cfg)

@@ -39,6 +39,6 @@ def test_rms_norm_interpreted(rows, width):
 @gpu
 @pytest.mark.parametrize("kernel, cfg", config_cases("rms_forward", rms_norm._ROW_CONFIGS, rms_norm._rms_forward_kernel)
                          + config_cases("rms_backward", rms_norm._ROW_CONFIGS, rms_norm._rms_backward_kernel))
-def test_rms_norm_config(kernel, cfg, monkeypatch):
+def test_rms_norm_config(kernel, cfg):
     """Every config of both kernels, through the training layer (padded, bf16, every gradient)."""
-    check_training_layer_config(kernel, cfg, monkeypatch)
+    check_training_layer_config(kernel, cfg)

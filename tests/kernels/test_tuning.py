@@ -12,18 +12,37 @@ import pytest
 triton = pytest.importorskip("triton")
 from aveyb.kernels import mix, ranker, tuning  # noqa: E402
 from aveyb.kernels._triton_utils import _TMA_CONFIGS  # noqa: E402
-from aveyb.kernels.tuning import chosen_configs, config_label, size_bucket, tunable  # noqa: E402
+from aveyb.kernels.tuning import chosen_configs, config_label, size_bucket  # noqa: E402
 
 
-def test_untuned_fallback_ignores_switches(monkeypatch):
-    """Under AVEYB_AUTOTUNE=0 the single config is the smallest footprint; a False switch (FLAT)
-    must not make a config count as size zero."""
-    monkeypatch.setenv("AVEYB_AUTOTUNE", "0")
+def test_untuned_fallback_ignores_switches():
+    """The single config of an untuned kernel is the smallest footprint; a False switch (FLAT) must
+    not make a config count as size zero."""
     big_nested = triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "FLAT": False}, num_stages=4)
     small = triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "FLAT": True}, num_stages=2)
-    assert tunable([big_nested, small]) == [small]
-    (chosen,) = tunable(_TMA_CONFIGS)
+    assert tuning.smallest_config([big_nested, small]) is small
+    chosen = tuning.smallest_config(_TMA_CONFIGS)
     assert chosen.kwargs["BLOCK_N"] == 128 and chosen.kwargs["FLAT"]  # not the nested 128x256 one
+
+
+def test_set_autotune_pins_and_restores(monkeypatch):
+    """KernelOptions.autotune=False pins every autotuned kernel to its smallest config and True gives
+    the candidates back; a repeated call changes nothing (so it never undoes other pins)."""
+    for name in tuning.KERNEL_MODULES:
+        importlib.import_module(name)
+    kernel = ranker._compress_kernel
+    full = list(ranker._COMPRESS_CONFIGS) if not tuning.interpreting() else kernel.configs
+    monkeypatch.setattr(kernel, "configs", full)
+    try:
+        tuning.set_autotune(False)
+        assert kernel.configs == [tuning.smallest_config(full)]
+        tuning.set_autotune(False)
+        assert kernel.configs == [tuning.smallest_config(full)]
+    finally:
+        tuning.set_autotune(True)
+    assert kernel.configs == full
+    tuning.set_autotune(True)
+    assert kernel.configs == full
 
 
 def test_every_module_with_autotuned_kernels_is_listed():

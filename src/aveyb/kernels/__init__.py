@@ -1,32 +1,37 @@
 """Fused Triton kernels for Avey-B: the ranker and the contextualization layers.
 
-The plain PyTorch modules in :mod:`aveyb.model` are the reference and the CPU default. On a CUDA
-device, with ``config.kernel_backend`` "auto" or "triton", the model calls the functions below
-instead; each returns what its reference returns:
+The plain PyTorch functions of :mod:`aveyb.model` are the reference and the CPU default. The model's
+modules call a backend's ops with their own parameters; :class:`TritonBackend` is the fused one
+(``kernel_backend`` "auto" or "triton", chosen once when the model is built or loaded), and each of
+its ops returns what the reference op returns:
 
-* :func:`supports` -- whether these kernels cover ``config`` on ``device`` (else the reference runs);
-* :func:`rank_and_compress` -- matches :func:`aveyb.model.ranker.rank_and_compress`;
-* :func:`layer_forward` -- matches ``AveyBLayer.forward``; with autograd on, through the training
-  path (``layer.LayerFunction``, or the compiled reference, per ``AVEYB_TRAIN_LAYER``);
-* :func:`run_layers` -- every layer in turn (yielding each output), passing the row statistics
-  one fused layer computes for the next one's RMSNorm;
-* :func:`cross_entropy` -- the masked-LM loss, matches ``F.cross_entropy(logits.float(), labels,
+* ``layer`` -- matches :func:`aveyb.model.layers.layer_forward`; with autograd on, through the
+  training path (``layer.LayerFunction``, or the compiled reference, per ``KernelOptions.train_layer``);
+* ``rank`` -- matches :func:`aveyb.model.ranker.rank_and_compress`;
+* ``cross_entropy`` -- the masked-LM loss, matches ``F.cross_entropy(logits.float(), labels,
   ignore_index=-100)`` without an fp32 copy of the logits.
+
+:class:`KernelOptions` holds the kernels' settings (the model's ``kernel_options``); :func:`supports`
+says whether the kernels cover a configuration (else "auto" resolves to the reference).
 
 One module per operation, each kernel beside a docstring naming the reference it must match, its
 forward and backward together: ``ranker``, ``rms_norm``, ``enricher`` (with ``enricher_gluon``),
-``mix``, ``fuser``, ``loss``; ``layer`` composes the layer from them; ``graphs`` replays the fused
-forward as CUDA graphs (``GraphedEncoder``). ``_triton_utils`` holds what several operations share,
-``tuning`` the autotuning. ``docs/kernels.md`` describes the design and the measured speed.
+``mix``, ``fuser``, ``loss``; ``layer`` composes the layer from them; ``backend`` holds the backend;
+``graphs`` replays the fused forward as CUDA graphs (``GraphedEncoder``). ``_triton_utils`` holds what
+several operations share, ``tuning`` the autotuning, ``options`` the settings. ``docs/kernels.md``
+describes the design and the measured speed.
 
-Triton is imported lazily, on the first call of the last four, so that ``import aveyb.kernels``
-works on machines without Triton (CI); there :func:`supports` is False.
+Triton is imported lazily, on the first fused call, so that ``import aveyb.kernels`` works on
+machines without Triton (CI); there :func:`supports` is False.
 """
 from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["available", "cross_entropy", "layer_forward", "rank_and_compress", "run_layers", "supports",
+from aveyb.kernels.backend import TritonBackend
+from aveyb.kernels.options import KernelOptions
+
+__all__ = ["KernelOptions", "TritonBackend", "available", "cross_entropy", "rank_and_compress", "supports",
            "unsupported_reason"]
 
 # Largest split size the one-tile-per-split kernels hold in registers (an S x S tile row block).
@@ -39,10 +44,10 @@ def available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def unsupported_reason(config, device) -> str | None:
-    """Why the fused path does not cover ``config`` on ``device``; None when it does."""
-    device_type = getattr(device, "type", str(device))
-    if device_type != "cuda":
+def unsupported_reason(config, device=None) -> str | None:
+    """Why the fused path does not cover ``config`` (on ``device``, when given); None when it does."""
+    device_type = getattr(device, "type", str(device)) if device is not None else None
+    if device_type is not None and device_type != "cuda":
         return f"the kernels run on CUDA only (device {device_type!r})"
     if not available():
         return "triton is not installed"
@@ -57,23 +62,16 @@ def unsupported_reason(config, device) -> str | None:
     return None
 
 
-def supports(config, device) -> bool:
-    """True when :func:`rank_and_compress` and :func:`layer_forward` cover ``config`` on ``device``."""
+def supports(config, device=None) -> bool:
+    """True when the fused ops cover ``config`` (on ``device``, when given)."""
     return unsupported_reason(config, device) is None
 
 
-def rank_and_compress(x, mask, down_proj, config):
+def rank_and_compress(x, mask, down_proj, config, options: KernelOptions | None = None):
     """Fused ranker; same contract as :func:`aveyb.model.ranker.rank_and_compress`."""
     from aveyb.kernels import ranker
 
-    return ranker.rank_and_compress(x, mask, down_proj, config)
-
-
-def layer_forward(layer, x, mask):
-    """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d), (M, S) bool or None -> (M, S, d)."""
-    from aveyb.kernels import layer as fused_layer
-
-    return fused_layer.layer_forward(layer, x, mask)
+    return ranker.rank_and_compress(x, mask, down_proj, config, options or KernelOptions())
 
 
 def cross_entropy(logits, labels):
@@ -81,10 +79,3 @@ def cross_entropy(logits, labels):
     from aveyb.kernels import loss
 
     return loss.cross_entropy(logits, labels)
-
-
-def run_layers(layers, h, mask):
-    """Yield the output of each of ``layers`` applied in turn to ``h`` (M, S, d)."""
-    from aveyb.kernels import layer as fused_layer
-
-    return fused_layer.run_layers(layers, h, mask)

@@ -4,7 +4,7 @@
   derivatives;
 * row masks, the grouped tile order and the two GEMM mainloops (pointer and TMA loads) with their
   autotuning candidates, shared by the enricher and the fuser;
-* on the host: dot precision, mask arguments, environment choices, fp32 weight-gradient products,
+* on the host: dot precision, mask arguments, fp32 weight-gradient products,
   device properties, TMA layouts and descriptors, and the fallback where this Triton cannot build a
   kernel.
 
@@ -13,7 +13,6 @@ The @triton.jit helpers keep the names the kernels call them by.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import torch
@@ -207,15 +206,6 @@ ROWS_PER_PROGRAM = 32
 
 
 # ---- host helpers ----
-def env_choice(var: str, choices, default: str) -> str:
-    """The value of environment variable ``var``, which must be one of ``choices``: anything else is a
-    ValueError naming the variable and what is allowed."""
-    value = os.environ.get(var, default)
-    if value not in choices:
-        raise ValueError(f"{var}={value!r}: expected one of {', '.join(choices)}")
-    return value
-
-
 def dot_precision(dtype: torch.dtype) -> str:
     """fp32 inputs: 3xTF32 (about fp32 accuracy, so selections match the fp32 reference); bf16/fp16
     inputs use the tensor cores' native path and the flag is ignored."""
@@ -268,11 +258,11 @@ def tma_layout_ok(t: torch.Tensor) -> bool:
             and all(stride * size % 16 == 0 for stride in t.stride()[:-1]))
 
 
-def use_tma(width: int, *tensors: torch.Tensor) -> bool:
+def use_tma(width: int, *tensors: torch.Tensor, enabled: bool = True) -> bool:
     """The TMA kernels need Hopper or newer, 16-bit data, d a multiple of 128 and TMA-able layouts
-    (a strided view such as Z[:, d:] qualifies)."""
+    (a strided view such as Z[:, d:] qualifies); ``enabled`` is ``KernelOptions.gemm_tma``."""
     t0 = tensors[0]
-    if os.environ.get("AVEYB_GEMM_TMA", "1") == "0" or t0.device.type != "cuda":
+    if not enabled or t0.device.type != "cuda":
         return False
     if t0.dtype not in (torch.bfloat16, torch.float16) or width % 128:
         return False

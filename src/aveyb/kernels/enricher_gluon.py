@@ -1,6 +1,6 @@
-"""The enricher as a warp-specialised Hopper kernel written in Gluon (``AVEYB_ENRICHER=ws``, the
-default on Hopper below ``enricher.WS_MAX_ROWS`` rows): ``enricher._enricher_tma_kernel`` with the
-tanh-form GELU, Z = act(r · (X · W'ᵀ) + b), W' = W_e · diag(g), r the RMSNorm row scale from the
+"""The enricher as a warp-specialised Hopper kernel written in Gluon (``KernelOptions(enricher="ws",
+gelu="tanh")``, and ``enricher="auto"`` with ``gelu="tanh"`` below ``enricher.WS_MAX_ROWS`` rows):
+``enricher._enricher_tma_kernel`` with the tanh-form GELU, Z = act(r · (X · W'ᵀ) + b), W' = W_e · diag(g), r the RMSNorm row scale from the
 previous fuser's partial sums, U zeroed on padded rows.
 
 The Triton kernels run their epilogue after each tile's MMAs on the same warps, so the tensor

@@ -1,6 +1,6 @@
 """The fuser and the residual (SPEC.md section 3.3): out = W_f · [G ⊙ mix(U) ; Zb] + b_f + α · X.
 
-Matches the last line of ``AveyBLayer.forward``. The GEMM reads its input as the view Z[:, d:] of
+Matches the last line of ``aveyb.model.layers.layer_forward``. The GEMM reads its input as the view Z[:, d:] of
 the enricher's output, which the mix kernel has gated in place. The epilogue adds bias and
 residual and writes, per row and column tile, the partial sum of squares of the (rounded) output:
 the next layer's enricher sums those partials to get its RMSNorm scale (``rms_norm.RowStats``), so
@@ -104,9 +104,10 @@ def _fuser_tma_kernel(
 
 # ---- which kernel runs ----
 def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor,
-         alpha: torch.Tensor) -> tuple[torch.Tensor, RowStats]:
+         alpha: torch.Tensor, gemm_tma: bool = True) -> tuple[torch.Tensor, RowStats]:
     """out = F · W_fᵀ + b_f + α · X (R, d) for F (R, K) with unit column stride (a view of Z is
-    fine), and the row statistics of ``out`` for the next layer."""
+    fine), and the row statistics of ``out`` for the next layer. ``gemm_tma``:
+    ``KernelOptions.gemm_tma``."""
     rows, k = f.shape
     width = weight.shape[0]
     out = torch.empty(rows, width, device=x.device, dtype=x.dtype)
@@ -115,7 +116,7 @@ def fuse(f: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, x: torch.Ten
         return out, RowStats(parts, 0)
     tiles = lambda meta: triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"])
     launched = False
-    if use_tma(width, f, weight, x, out):
+    if use_tma(width, f, weight, x, out, enabled=gemm_tma):
         sms = num_sms(x.device)
         launched = launch_tma(
             _fuser_tma_kernel, lambda meta: (min(sms * meta["OCC"], tiles(meta)),), "the pointer fuser",

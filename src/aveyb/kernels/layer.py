@@ -1,5 +1,6 @@
 """The contextualization layer (SPEC.md section 3) composed of the fused operations. Matches
-``aveyb.model.layers.AveyBLayer.forward``.
+:func:`aveyb.model.layers.layer_forward`, and takes the same arguments: the layer's tensors
+(``LayerWeights``), what it computes (``LayerSpec``), and the kernels' settings (``KernelOptions``).
 
 Inference (no autograd) runs a layer as three launches:
 
@@ -15,49 +16,34 @@ a separate pass over memory.
 
 Training (autograd on) runs :class:`LayerFunction`: one autograd function per layer, the operations'
 forward and backward kernels around cuBLAS GEMMs, or, below AUTO_TRAIN_MIN_ELEMENTS elements per
-layer input, the reference layer under ``torch.compile`` (``train_layer_mode``; docs/kernels.md).
+layer input, :func:`aveyb.model.layers.layer_forward` itself under ``torch.compile``
+(``KernelOptions.train_layer``; docs/kernels.md).
 The layer is one autograd function rather than one per operation because the backward is fused
 across them: the mix's backward writes ∂L/∂Zpre through act' for the one weight-gradient GEMM.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
-import torch.nn.functional as F
 
 from aveyb.kernels import enricher, fuser, mix
-from aveyb.kernels._triton_utils import ACT_IDS, env_choice, product_fp32
+from aveyb.kernels._triton_utils import ACT_IDS, product_fp32
+from aveyb.kernels.options import DEFAULT_OPTIONS, KernelOptions
 from aveyb.kernels.rms_norm import RowStats, rms_norm_backward, rms_norm_forward, row_stats
-from aveyb.model import layers as ref
-
+from aveyb.model.layers import LayerSpec, LayerWeights, layer_forward
 
 # ---- training: the reference layer compiled ----
-def _reference_layer(x, mask, norm_w, norm_eps, we, be, wf, bf, alpha, proj, tau, kind, width, act, norm, eps):
-    """``AveyBLayer.forward`` as one function of its tensors (what the training path compiles)."""
-    z = F.linear(ref.rms_norm(x, norm_w, norm_eps), we, be)
-    mixed = mix.reference_mix_and_gate(z, mask, kind, width, act, norm, eps, proj, tau)
-    return F.linear(mixed, wf, bf) + alpha * x
-
-
 _COMPILED: dict = {}
 
 
-_DYNAMIC = {"auto": None, "1": True, "0": False}
-
-
-def _compiled(fn):
-    """``fn`` under ``torch.compile`` (AVEYB_COMPILE_LAYERS=0 runs it eagerly, e.g. to debug).
-
-    AVEYB_COMPILE_DYNAMIC: ``auto`` (default: specialise on the first shapes, go dynamic if they
-    change), ``1`` (dynamic from the start), ``0`` (recompile per shape)."""
-    if os.environ.get("AVEYB_COMPILE_LAYERS", "1") == "0":
-        return fn
-    choice = env_choice("AVEYB_COMPILE_DYNAMIC", _DYNAMIC, "auto")
-    key = (fn, choice)
+def compiled_layer(options: KernelOptions = DEFAULT_OPTIONS):
+    """:func:`aveyb.model.layers.layer_forward` under ``torch.compile`` with ``dynamic`` =
+    ``options.compile_dynamic``, or as it is where ``options.compile_layers`` is False (to debug)."""
+    if not options.compile_layers:
+        return layer_forward
+    key = options.compile_dynamic
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(fn, dynamic=_DYNAMIC[choice])
+        _COMPILED[key] = torch.compile(layer_forward, dynamic=options.compile_dynamic)
     return _COMPILED[key]
 
 
@@ -69,18 +55,13 @@ def _compiled(fn):
 AUTO_TRAIN_MIN_ELEMENTS = 16384 * 768
 
 
-def train_layer_mode() -> str:
-    """AVEYB_TRAIN_LAYER: how a layer trains (autograd on). ``triton``: the hand-written forward
-    and backward kernels of :class:`LayerFunction` around cuBLAS GEMMs; ``compile``: the reference layer
-    under ``torch.compile`` (Inductor's kernels); ``auto`` (default): ``triton`` from
-    AUTO_TRAIN_MIN_ELEMENTS elements (rows x width) per layer input, ``compile`` below."""
-    return env_choice("AVEYB_TRAIN_LAYER", ("auto", "triton", "compile"), "auto")
-
-
-def _train_with_kernels(elements: int) -> bool:
+def train_with_kernels(elements: int, options: KernelOptions = DEFAULT_OPTIONS) -> bool:
+    """Whether a layer trains through the hand-written kernels (:class:`LayerFunction`) rather than
+    the compiled reference: ``options.train_layer`` ``triton``, or ``auto`` from
+    AUTO_TRAIN_MIN_ELEMENTS elements (rows x width) per layer input."""
     if torch.compiler.is_compiling():  # a compiled model: Dynamo traces the reference layer itself
         return False
-    mode = train_layer_mode()
+    mode = options.train_layer
     return mode == "triton" or (mode == "auto" and elements >= AUTO_TRAIN_MIN_ELEMENTS)
 
 
@@ -92,7 +73,7 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 class LayerFunction(torch.autograd.Function):
-    """out = AveyBLayer.forward(x, mask) on (R, d) rows, as a function of the layer's tensors."""
+    """out = layer_forward(x, mask, weights, spec) on (R, d) rows, as a function of the layer's tensors."""
 
     @staticmethod
     def forward(ctx, x, mask, g, we, be, wf, bf, alpha, proj, tau, meta):
@@ -136,67 +117,52 @@ class LayerFunction(torch.autograd.Function):
                 None)
 
 
-def layer_train_forward(layer, x: torch.Tensor, mask: torch.Tensor | None, act: str) -> torch.Tensor:
-    """``AveyBLayer.forward(x, mask)`` (M, S, d) with autograd, through :class:`LayerFunction`."""
+def _spatial_proj(w: LayerWeights, spec: LayerSpec):
+    return w.spatial_proj if spec.kind in ("static", "coupled") else None
+
+
+def _tau(w: LayerWeights, spec: LayerSpec):
+    return w.tau if spec.dynamic_norm == "softmax" and spec.kind != "static" else None
+
+
+def layer_train_forward(x: torch.Tensor, mask: torch.Tensor | None, w: LayerWeights, spec: LayerSpec) -> torch.Tensor:
+    """:func:`~aveyb.model.layers.layer_forward` (M, S, d) with autograd, through :class:`LayerFunction`."""
     n_split, split, width = x.shape
-    kind = layer.kind
-    proj = getattr(layer, "spatial_proj", None) if kind in ("static", "coupled") else None
-    tau = getattr(layer, "tau", None) if layer.dynamic_norm == "softmax" and kind != "static" else None
-    meta = (kind, act, layer.dynamic_norm, layer.norm.eps, layer.eps, split)
+    meta = (spec.kind, spec.hidden_act, spec.dynamic_norm, spec.eps, spec.eps, split)
     flat_mask = None if mask is None else mask.reshape(-1).contiguous()
-    out = LayerFunction.apply(x.reshape(-1, width), flat_mask, layer.norm.weight, layer.enricher.weight,
-                              layer.enricher.bias, layer.fuser.weight, layer.fuser.bias, layer.alpha, proj, tau, meta)
+    out = LayerFunction.apply(x.reshape(-1, width), flat_mask, w.norm, w.enricher_weight, w.enricher_bias,
+                              w.fuser_weight, w.fuser_bias, w.alpha, _spatial_proj(w, spec), _tau(w, spec), meta)
     return out.view(n_split, split, width)
 
 
-# ---- the layer, and the layers in turn ----
-def _activation_name(layer) -> str:
-    for name, fn in ref.ACT_FNS.items():
-        if fn is layer.act:
-            return name
-    raise ValueError("layer activation is not one of aveyb.model.layers.ACT_FNS")
-
-
-def layer_step(layer, x: torch.Tensor, mask: torch.Tensor | None, stats: RowStats | None = None):
-    """Fused ``AveyBLayer.forward(x, mask)`` -> (out, row statistics of out or None).
+# ---- the layer ----
+def layer_step(x: torch.Tensor, mask: torch.Tensor | None, w: LayerWeights, spec: LayerSpec,
+               options: KernelOptions = DEFAULT_OPTIONS, stats: RowStats | None = None):
+    """Fused :func:`~aveyb.model.layers.layer_forward` -> (out, row statistics of out or None).
 
     ``stats`` are x's row statistics when the previous fused layer made x (else computed here).
-    With autograd on, the training path runs (``train_layer_mode``) and no statistics are returned.
+    With autograd on, the training path runs (``options.train_layer``) and no statistics are returned.
     """
     n_split, split_size, width = x.shape
-    kind = layer.kind
-    proj = getattr(layer, "spatial_proj", None) if kind in ("static", "coupled") else None
-    tau = getattr(layer, "tau", None) if layer.dynamic_norm == "softmax" and kind != "static" else None
-    act = _activation_name(layer)
-    grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    if grad and _train_with_kernels(x.numel()):
-        return layer_train_forward(layer, x.contiguous(), mask, act), None
+    grad = torch.is_grad_enabled() and (x.requires_grad or any(t is not None and t.requires_grad for t in w))
+    if grad and train_with_kernels(x.numel(), options):
+        return layer_train_forward(x.contiguous(), mask, w, spec), None
     if grad:
-        out = _compiled(_reference_layer)(
-            x, mask, layer.norm.weight, layer.norm.eps, layer.enricher.weight, layer.enricher.bias,
-            layer.fuser.weight, layer.fuser.bias, layer.alpha, proj, tau, kind, width, act, layer.dynamic_norm,
-            layer.eps)
-        return out, None
+        return compiled_layer(options)(x, mask, w, spec), None
     x2 = x.contiguous().view(-1, width)
     if stats is None:
         stats = row_stats(x2)
-    weight = enricher.scaled_enricher_weight(layer, x.dtype)
-    bias_e = layer.enricher.bias.to(x.dtype)
-    z = enricher.enrich(x2, stats, weight, bias_e, mask, ACT_IDS[act], layer.norm.eps)
-    mix.mix_and_gate(z.view(n_split, split_size, -1), mask, kind, width, layer.dynamic_norm, layer.eps, proj, tau)
-    out, stats = fuser.fuse(z[:, width:], layer.fuser.weight.to(x.dtype), layer.fuser.bias.to(x.dtype), x2,
-                            layer.alpha)
+    weight = enricher.scaled_enricher_weight(w.enricher_weight, w.norm, x.dtype)
+    bias_e = w.enricher_bias.to(x.dtype)
+    z = enricher.enrich(x2, stats, weight, bias_e, mask, ACT_IDS[spec.hidden_act], spec.eps, options)
+    mix.mix_and_gate(z.view(n_split, split_size, -1), mask, spec.kind, width, spec.dynamic_norm, spec.eps,
+                     _spatial_proj(w, spec), _tau(w, spec))
+    out, stats = fuser.fuse(z[:, width:], w.fuser_weight.to(x.dtype), w.fuser_bias.to(x.dtype), x2, w.alpha,
+                            options.gemm_tma)
     return out.view(n_split, split_size, width), stats
 
 
-def layer_forward(layer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Fused ``AveyBLayer.forward(x, mask)``: (M, S, d), (M, S) bool or None -> (M, S, d)."""
-    return layer_step(layer, x, mask)[0]
-
-
-def run_layers(layers, h: torch.Tensor, mask: torch.Tensor | None):
-    """Yield each layer's output in turn, passing row statistics from one fused layer to the next."""
-    stats = None
-    for layer in layers:
-        h, stats = layer_step(layer, h, mask, stats)
-        yield h
+def fused_layer_forward(x: torch.Tensor, mask: torch.Tensor | None, w: LayerWeights, spec: LayerSpec,
+                        options: KernelOptions = DEFAULT_OPTIONS) -> torch.Tensor:
+    """Fused :func:`~aveyb.model.layers.layer_forward`: (M, S, d), (M, S) bool or None -> (M, S, d)."""
+    return layer_step(x, mask, w, spec, options)[0]

@@ -1,7 +1,8 @@
 """The contextualizer and the gate (SPEC.md section 3.2), forward and backward: G ⊙ mix(U).
 
-Matches the lines of ``AveyBLayer.forward`` between the two GEMMs (:func:`reference_mix_and_gate`,
-from :func:`aveyb.model.layers.static_mix` and :func:`~aveyb.model.layers.dynamic_mix`). Z = [U | G | Zb]
+Matches the lines of :func:`aveyb.model.layers.layer_forward` between the two GEMMs: G ⊙
+:func:`~aveyb.model.layers.contextualize` (from :func:`~aveyb.model.layers.static_mix` and
+:func:`~aveyb.model.layers.dynamic_mix`). Z = [U | G | Zb]
 (R = M·S rows: M splits of S rows; width ZW = E·d) is the activated enricher output, U's padded rows
 already zero.
 
@@ -42,7 +43,6 @@ from aveyb.kernels._triton_utils import (
     mask_arg,
 )
 from aveyb.kernels.tuning import size_bucket, tunable
-from aveyb.model import layers as ref
 
 NORM_IDS = {"sum": 0, "softmax": 1, "none": 2, "signed_sum": 3}
 
@@ -227,7 +227,7 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
                  save: torch.Tensor | None = None) -> None:
     """In place on the activated Z = [U | G | Zb] (M, S, E·d): G <- G ⊙ mix(U).
 
-    Matches the gate-times-mix part of :func:`reference_mix_and_gate`. U's padded rows are
+    Matches G ⊙ :func:`aveyb.model.layers.contextualize` (U, mask). U's padded rows are
     already zero (the enricher did it). ``save`` (M·S, d), if given, receives mix(U) (training).
     """
     n_split, split_size, zw = z.shape
@@ -252,26 +252,13 @@ def mix_and_gate(z: torch.Tensor, mask: torch.Tensor | None, kind: str, width: i
     )
 
 
-def reference_mix_and_gate(z, mask, kind, width, act, norm="sum", eps=1e-12, spatial_proj=None, tau=None):
-    """The lines of ``AveyBLayer.forward`` between the two GEMMs, from the pre-activation Z."""
-    z = ref.ACT_FNS[act](z)
-    u, gate, bypass = z[..., :width], z[..., width:2 * width], z[..., 2 * width:]
-    if mask is not None:
-        u = u * mask.unsqueeze(-1).to(u.dtype)
-    if kind == "static":
-        mixed = ref.static_mix(u, spatial_proj)
-    else:
-        mixed = ref.dynamic_mix(u, mask, norm, eps, tau, spatial_proj if kind == "coupled" else None)
-    return torch.cat([gate * mixed, bypass], dim=-1)
-
-
 # ---- backward: the gate, and act' ----
 @triton.autotune(configs=tunable(ELEMENTWISE_CONFIGS), key=["FW", "D"])
 @triton.jit
 def _gate_backward_kernel(df_ptr, zpre_ptr, mixu_ptr, dzpre_ptr, dmix_ptr, R, FW, D, ZW, ACT: tl.constexpr,
                           BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr):
     """From dF = d[G ⊙ mix(U) ; Zb] (R, FW): dZpre for G and Zb (through act'), and
-    d mix(U) = dF_G ⊙ G for the mix's backward (``AveyBLayer.forward``'s gate and concatenation)."""
+    d mix(U) = dF_G ⊙ G for the mix's backward (``layer_forward``'s gate and concatenation)."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     r64 = rows.to(tl.int64)

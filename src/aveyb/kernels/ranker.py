@@ -32,12 +32,12 @@ import triton.language as tl
 from aveyb.kernels._triton_utils import (
     device_properties,
     dot_precision,
-    env_choice,
     mask_arg,
     product_fp32,
     tensor_descriptor,
     tma_layout_ok,
 )
+from aveyb.kernels.options import DEFAULT_OPTIONS, KernelOptions
 from aveyb.kernels.tuning import size_bucket, tunable
 from aveyb.model import ranker as ref
 
@@ -194,10 +194,10 @@ def _maxsim_tma_kernel(
 TMA_MIN_SPLITS = 256
 
 
-def _maxsim_tma_ok(xs: torch.Tensor) -> bool:
-    """TMA loads need Hopper or newer, 16-bit data and 16-byte aligned rows (AVEYB_MAXSIM_TMA=0: off),
-    and pay off from TMA_MIN_SPLITS splits."""
-    if env_choice("AVEYB_MAXSIM_TMA", ("0", "1"), "1") == "0" or xs.device.type != "cuda":
+def _maxsim_tma_ok(xs: torch.Tensor, enabled: bool = True) -> bool:
+    """TMA loads need Hopper or newer, 16-bit data and 16-byte aligned rows (``enabled``:
+    ``KernelOptions.maxsim_tma``), and pay off from TMA_MIN_SPLITS splits."""
+    if not enabled or xs.device.type != "cuda":
         return False
     if xs.shape[0] * xs.shape[1] < TMA_MIN_SPLITS or xs.dtype not in (torch.bfloat16, torch.float16):
         return False
@@ -205,12 +205,13 @@ def _maxsim_tma_ok(xs: torch.Tensor) -> bool:
 
 
 def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, direction: str = "left",
-                  tma: bool | None = None) -> torch.Tensor:
+                  tma: bool | None = None, allow_tma: bool = True) -> torch.Tensor:
     """Triton :func:`aveyb.model.ranker.maxsim_scores` over candidate pairs only; others are -inf.
 
     (B, N, S, d) zero-padded splits, (B, N, S) bool or None (nothing padded) -> (B, N, N) float32.
     The splits are read as they are; cosines are dot products scaled by 1 / (‖x‖ + eps) in fp32.
-    ``tma``: load by TMA (``_maxsim_tma_kernel``); None decides from the device and the data.
+    ``tma``: load by TMA (``_maxsim_tma_kernel``); None decides from the device and the data, where
+    ``allow_tma`` (``KernelOptions.maxsim_tma``) allows it.
     """
     batch, n_splits, split_size, width = xs.shape
     xs = xs.contiguous()
@@ -225,7 +226,7 @@ def maxsim_scores(xs: torch.Tensor, ms: torch.Tensor | None, eps: float, directi
     # The autotuning key buckets the amount of work, so short inputs do not pick long inputs' tiles.
     work_bucket = size_bucket(batch * n_splits)
     common = dict(HAS_MASK=ms is not None, LEFT=(direction == "left"), BLOCK_S=block_s)
-    if tma if tma is not None else _maxsim_tma_ok(xs):
+    if tma if tma is not None else _maxsim_tma_ok(xs, allow_tma):
         flat = xs.view(batch * n_splits * split_size, width)
         q_desc, k_desc = tensor_descriptor(flat), tensor_descriptor(flat)  # two: the config's pre-hook gives each its block
         grid_tma = lambda meta: (triton.cdiv(most, meta["J_CHUNK"]) * meta["GROUP_I"],
@@ -461,7 +462,8 @@ class _Compress(torch.autograd.Function):
         return gx, None, gw, gd, None
 
 
-def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: torch.Tensor, config):
+def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: torch.Tensor, config,
+                      options: KernelOptions = DEFAULT_OPTIONS):
     """Fused :func:`aveyb.model.ranker.rank_and_compress` (compression on): (B·N, S, d), (B·N, S).
 
     With no attention mask and T a multiple of S nothing is padded: the splits are a view of x,
@@ -487,11 +489,11 @@ def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: tor
         idx = torch.zeros(batch, n_splits, 0, dtype=torch.long, device=x.device)
         weights = torch.zeros(batch, n_splits, 0, dtype=torch.float32, device=x.device)
     elif not grad:
-        scores = maxsim_scores(xs_scores, ms, config.eps, config.ranker_direction)
+        scores = maxsim_scores(xs_scores, ms, config.eps, config.ranker_direction, allow_tma=options.maxsim_tma)
         idx, weights = select_and_weight(scores, k, config.split_weighting, config.eps)
     else:  # the weights carry the ranker's gradient: select on the kernel's scores, then recompute
         with torch.no_grad():  # the picked pairs' scores differentiably (selected_pair_scores)
-            scores = maxsim_scores(xs_scores, ms, config.eps, config.ranker_direction)
+            scores = maxsim_scores(xs_scores, ms, config.eps, config.ranker_direction, allow_tma=options.maxsim_tma)
         split_valid = ms.any(dim=-1) if ms is not None else torch.ones(batch, n_splits, dtype=torch.bool,
                                                                        device=x.device)
         candidates = ref.candidate_mask(split_valid, config.ranker_direction)

@@ -1,10 +1,9 @@
 """Autotuning: the candidates each kernel tunes over, the size classes its key uses, and what the
-autotuners chose (recorded by ``aveyb bench``). Imports neither torch nor Triton."""
+autotuners chose (recorded by ``aveyb bench``). Imports neither torch nor Triton at module level."""
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 # The modules whose autotuned kernels :func:`chosen_configs` reports.
@@ -19,14 +18,48 @@ def smallest_config(configs: list):
                * max(c.num_stages, 1))
 
 
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (Triton's own setting, TRITON_INTERPRET)."""
+    try:
+        import triton
+    except ImportError:
+        return False
+    return bool(triton.knobs.runtime.interpret)
+
+
 def tunable(configs: list) -> list:
-    """Autotuning candidates, or only the smallest tiles under TRITON_INTERPRET=1 (the CPU
-    interpreter cannot time) or AVEYB_AUTOTUNE=0 (read at import; a debugging aid that keeps
-    compilation short). Without autotuning nothing prunes a config that exceeds shared memory
-    (S=256 in fp32 did with 64-row tiles), so the fallback is the one with the smallest footprint."""
-    if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("AVEYB_AUTOTUNE") == "0":
+    """Autotuning candidates, or only the smallest tiles in Triton's interpreter (it cannot time).
+    Without autotuning nothing prunes a config that exceeds shared memory (S=256 in fp32 did with
+    64-row tiles), so the fallback is the one with the smallest footprint."""
+    if interpreting():
         return [smallest_config(configs)]
     return configs
+
+
+_FULL_CONFIGS: dict = {}  # autotuner -> its candidates, while set_autotune(False) pins one
+_AUTOTUNE = [True]
+
+
+def set_autotune(enabled: bool) -> None:
+    """``KernelOptions.autotune``: False pins every autotuned kernel to its smallest config, True
+    gives the candidates back. Triton's autotuners are module-level objects, so this is process-wide;
+    it acts only when the setting changes, so a call per launch costs a comparison and never undoes
+    a pin made by other means (the tests pin configs themselves)."""
+    if enabled == _AUTOTUNE[0]:
+        return
+    import importlib
+
+    for name in KERNEL_MODULES:
+        importlib.import_module(name)
+    for kernel in autotuned_kernels().values():
+        if enabled:
+            if kernel in _FULL_CONFIGS:
+                kernel.configs = _FULL_CONFIGS.pop(kernel)
+        else:
+            _FULL_CONFIGS[kernel] = kernel.configs
+            kernel.configs = [smallest_config(kernel.configs)]
+        kernel.cache.clear()
+    _AUTOTUNE[0] = enabled
 
 
 def size_bucket(n: int, cap: int = 4096) -> int:

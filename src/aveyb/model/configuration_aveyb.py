@@ -23,7 +23,7 @@ _AVEYB_KEYS = {
     "hidden_act", "eps", "max_position_embeddings", "initializer", "sparse_prediction",
     "classifier_pooling", "kernel_backend",
 }
-KERNEL_BACKENDS = ("auto", "torch", "triton")
+KERNEL_BACKENDS = ("auto", "reference", "triton", "torch")  # "torch": the older name of "reference"
 
 
 def _register_model_classes() -> None:
@@ -54,9 +54,11 @@ class AveyBConfig(PretrainedConfig):
     ablation switches (``ranker_direction``, ``split_weighting``, ``compression``,
     ``layer_arrangement``, ``dynamic_norm``) default to the official behaviour.
     ``kernel_backend``: "auto" uses the fused Triton kernels on CUDA when they support the
-    configuration and falls back to plain PyTorch otherwise; "torch" forces the reference;
-    "triton" requires the kernels. ``kernel_backend`` and ``sparse_prediction`` are run-time
-    settings: ``save_pretrained`` does not write them, so a checkpoint loads with the defaults.
+    configuration and falls back to plain PyTorch otherwise; "reference" (or its older name
+    "torch") forces the reference; "triton" requires the kernels. The model resolves it once, when
+    it is built or loaded; ``model.set_kernel_backend(name, options)`` switches it later.
+    ``kernel_backend`` and ``sparse_prediction`` are run-time settings: ``save_pretrained`` does
+    not write them, so a checkpoint loads with the defaults.
     ``max_position_embeddings`` is the training context; Avey-B has no positional limit and
     runs on longer inputs.
     """

@@ -31,7 +31,7 @@ def check_labels(labels: Tensor, num_labels: int, field: str = "labels") -> None
 def label_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     """Cross-entropy over the last axis of ``logits`` (fp32) for labels checked to be in [0, n) or
     -100 (ignored): the loss of the classification and token-classification heads (the masked-LM
-    head, whose labels are checked before its sparse gather, uses :func:`masked_lm_loss`)."""
+    head, whose labels are checked before its sparse gather, uses its backend's ``cross_entropy``)."""
     num_labels = logits.shape[-1]
     check_labels(labels, num_labels)
     return F.cross_entropy(logits.float().reshape(-1, num_labels), labels.reshape(-1), ignore_index=-100)

@@ -3,12 +3,19 @@
 A layer works on splits independently: input (M, R, d) with M = batch · splits and R rows per
 split (S with compression, L without). ``mask`` (M, R) marks real rows; masked rows are zero
 in U before every mix, so they cannot influence real rows.
+
+The layer is written once, as pure functions of its tensors (:func:`layer_forward`, from
+:func:`enrich` and :func:`contextualize`): the module :class:`AveyBLayer` holds the parameters
+and calls its backend's ``layer`` op with them; the reference backend (:class:`ReferenceBackend`)
+runs these functions, and the fused training path compiles the same ones.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +75,79 @@ def dynamic_mix(u: Tensor, mask: Tensor | None, norm: str, eps: float,
     return torch.matmul(normalize_similarities(a, norm, eps, mask, tau), u)
 
 
+class LayerWeights(NamedTuple):
+    """A layer's tensors, as :func:`layer_forward` takes them (``AveyBLayer.weights()``)."""
+
+    norm: Tensor  # g, RMSNorm's gain (d)
+    enricher_weight: Tensor  # W_e (E·d, d)
+    enricher_bias: Tensor  # b_e (E·d)
+    fuser_weight: Tensor  # W_f (d, (E/2 + 1)·d)
+    fuser_bias: Tensor  # b_f (d)
+    alpha: Tensor  # α (1)
+    spatial_proj: Tensor | None = None  # P (R, R): static and coupled layers
+    tau: Tensor | None = None  # τ (1): dynamic and coupled layers with softmax
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What a layer computes besides its tensors: its kind (``static`` | ``dynamic`` | ``coupled``),
+    the activation by name (``config.hidden_act``), the dynamic normalisation and ε."""
+
+    kind: str
+    hidden_act: str
+    dynamic_norm: str
+    eps: float
+
+
+def enrich(x: Tensor, w: LayerWeights, spec: LayerSpec) -> tuple[Tensor, Tensor, Tensor]:
+    """Z = act(W_e · RMSNorm(X) + b_e), split into U | G | Zb (d | d | rest)."""
+    z = ACT_FNS[spec.hidden_act](F.linear(rms_norm(x, w.norm, spec.eps), w.enricher_weight, w.enricher_bias))
+    width = x.shape[-1]
+    return z[..., :width], z[..., width:2 * width], z[..., 2 * width:]
+
+
+def contextualize(u: Tensor, mask: Tensor | None, w: LayerWeights, spec: LayerSpec) -> Tensor:
+    """mix(U) of a static, dynamic or coupled layer, with U zeroed on padded rows first."""
+    if mask is not None:
+        u = u * mask.unsqueeze(-1).to(u.dtype)
+    if spec.kind == "static":
+        return static_mix(u, w.spatial_proj)
+    proj = w.spatial_proj if spec.kind == "coupled" else None
+    return dynamic_mix(u, mask, spec.dynamic_norm, spec.eps, w.tau, proj)
+
+
+def layer_forward(x: Tensor, mask: Tensor | None, w: LayerWeights, spec: LayerSpec) -> Tensor:
+    """out = W_f · [G ⊙ mix(U) ; Zb] + b_f + α · X (SPEC 3)."""
+    u, gate, bypass = enrich(x, w, spec)
+    mixed = gate * contextualize(u, mask, w, spec)
+    return F.linear(torch.cat([mixed, bypass], dim=-1), w.fuser_weight, w.fuser_bias) + w.alpha * x
+
+
+class ReferenceBackend:
+    """The plain PyTorch ops, on any device: the specification as written. A backend gives the
+    modules their ops (``layer``, ``rank``, ``cross_entropy``); ``aveyb.kernels.TritonBackend`` is
+    the fused one, with the same contract."""
+
+    name = "reference"
+
+    def layer(self, x: Tensor, mask: Tensor | None, w: LayerWeights, spec: LayerSpec) -> Tensor:
+        return layer_forward(x, mask, w, spec)
+
+    def rank(self, x: Tensor, mask: Tensor | None, down_proj: Tensor | None, config) -> tuple[Tensor, Tensor]:
+        from .ranker import rank_and_compress
+
+        return rank_and_compress(x, mask, down_proj, config)
+
+    def cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(logits.float(), labels, ignore_index=-100)
+
+    def __repr__(self) -> str:
+        return "ReferenceBackend()"
+
+
+REFERENCE = ReferenceBackend()
+
+
 class RMSNorm(nn.Module):
     def __init__(self, width: int, eps: float):
         super().__init__()
@@ -119,15 +199,19 @@ def vectorise_scalars(model: nn.Module) -> None:
 
 
 class AveyBLayer(GradientCheckpointingLayer):
-    """One contextualization layer: out = W_f · [G ⊙ mix(U) ; Zb] + b_f + α · X."""
+    """One contextualization layer: out = W_f · [G ⊙ mix(U) ; Zb] + b_f + α · X.
 
-    def __init__(self, config, kind: str):
+    ``forward`` calls ``self.backend.layer`` with this module's own parameters, so the module is
+    always called (forward hooks, gradient checkpointing and FSDP2's per-block parameter gathering
+    see every layer, whichever backend runs it). The model sets the backend
+    (``AveyBPreTrainedModel.set_kernel_backend``); a layer built alone runs the reference."""
+
+    def __init__(self, config, kind: str, backend=None):
         super().__init__()
         width, rows = config.hidden_size, config.mixer_size
         self.kind = kind
-        self.dynamic_norm = config.dynamic_norm
-        self.eps = config.eps
-        self.act = ACT_FNS[config.hidden_act]
+        self.spec = LayerSpec(kind, config.hidden_act, config.dynamic_norm, config.eps)
+        self.backend = backend if backend is not None else REFERENCE
         self.norm = RMSNorm(width, config.eps)
         self.enricher = nn.Linear(width, config.expansion_factor * width)
         self.fuser = nn.Linear((config.expansion_factor // 2 + 1) * width, width)
@@ -145,22 +229,15 @@ class AveyBLayer(GradientCheckpointingLayer):
                 state_dict[prefix + name] = value.reshape(1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def enrich(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Z = act(W_e · RMSNorm(X) + b_e), split into U | G | Zb (d | d | rest)."""
-        z = self.act(self.enricher(self.norm(x)))
-        width = x.shape[-1]
-        return z[..., :width], z[..., width:2 * width], z[..., 2 * width:]
+    def weights(self) -> LayerWeights:
+        """This layer's tensors, read at call time (FSDP2 swaps in the gathered ones during forward)."""
+        return LayerWeights(self.norm.weight, self.enricher.weight, self.enricher.bias, self.fuser.weight,
+                            self.fuser.bias, self.alpha, getattr(self, "spatial_proj", None),
+                            getattr(self, "tau", None))
 
-    def contextualize(self, u: Tensor, mask: Tensor | None) -> Tensor:
-        if mask is not None:
-            u = u * mask.unsqueeze(-1).to(u.dtype)
-        if self.kind == "static":
-            return static_mix(u, self.spatial_proj)
-        tau = getattr(self, "tau", None)
-        proj = self.spatial_proj if self.kind == "coupled" else None
-        return dynamic_mix(u, mask, self.dynamic_norm, self.eps, tau, proj)
+    def enrich(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Z = act(W_e · RMSNorm(X) + b_e), split into U | G | Zb (:func:`enrich`)."""
+        return enrich(x, self.weights(), self.spec)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        u, gate, bypass = self.enrich(x)
-        mixed = gate * self.contextualize(u, mask)
-        return self.fuser(torch.cat([mixed, bypass], dim=-1)) + self.alpha * x
+        return self.backend.layer(x, mask, self.weights(), self.spec)

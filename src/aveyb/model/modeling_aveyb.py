@@ -19,10 +19,17 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 
-from .configuration_aveyb import AveyBConfig
+from .configuration_aveyb import KERNEL_BACKENDS, AveyBConfig
 from .heads import check_labels, classification_loss, mean_pool, span_loss
-from .layers import ACT_FNS, SCALAR_PARAMETERS, AveyBLayer, RMSNorm, legacy_scalar_shapes, vectorise_scalars
-from .ranker import rank_and_compress
+from .layers import (
+    ACT_FNS,
+    REFERENCE,
+    SCALAR_PARAMETERS,
+    AveyBLayer,
+    RMSNorm,
+    legacy_scalar_shapes,
+    vectorise_scalars,
+)
 
 
 def check_inputs(input_ids: Tensor | None, attention_mask: Tensor | None, inputs_embeds: Tensor | None,
@@ -206,18 +213,22 @@ def _kernels_module():
     return kernels
 
 
-def _fused_kernels(config: AveyBConfig, x: Tensor):
-    """The Triton kernels module when it should run for this input, else None (reference path)."""
-    if config.kernel_backend == "torch" or not x.is_cuda:
-        if config.kernel_backend == "triton" and not x.is_cuda:
-            raise RuntimeError("kernel_backend='triton' needs CUDA inputs")
-        return None
+def resolve_kernel_backend(name: str, config: AveyBConfig, options=None):
+    """The backend ``kernel_backend=name`` stands for, for this configuration: "reference" (or its
+    older name "torch") the plain PyTorch ops; "triton" the fused ops (a ValueError says why when
+    they cannot run this configuration here); "auto" the fused ops where they can, else the
+    reference. Off CUDA the fused backend runs the reference ops under "auto" and raises under
+    "triton". ``options``: the ``aveyb.kernels.KernelOptions`` the fused ops run with."""
+    if name in ("reference", "torch"):
+        return REFERENCE
     kernels = _kernels_module()
-    if kernels is not None and kernels.supports(config, x.device):
-        return kernels
-    if config.kernel_backend == "triton":
-        raise RuntimeError("kernel_backend='triton' but the fused kernels are unavailable for this configuration")
-    return None
+    reason = "aveyb.kernels cannot be imported" if kernels is None else kernels.unsupported_reason(config)
+    if reason is None:
+        return kernels.TritonBackend(options if options is not None else kernels.KernelOptions(),
+                                     strict=name == "triton")
+    if name == "triton":
+        raise ValueError(f"kernel_backend='triton' but the fused kernels cannot run this model: {reason}")
+    return REFERENCE
 
 
 class AveyBPreTrainedModel(PreTrainedModel):
@@ -227,6 +238,32 @@ class AveyBPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     _no_split_modules = ["AveyBLayer"]
     supports_gradient_checkpointing = True
+
+    def set_kernel_backend(self, name: str | None = None, options=None) -> None:
+        """Choose how the layers, the ranker and the masked-LM loss run: ``name`` "auto" | "reference"
+        | "triton" (default: ``config.kernel_backend``), ``options`` an ``aveyb.kernels.KernelOptions``
+        (default: the model's current ``kernel_options``). Resolved here, once, for every module of
+        the model (the modules call the backend's ops; nothing is decided per call but the device)."""
+        name = self.config.kernel_backend if name is None else name
+        if name not in KERNEL_BACKENDS:
+            raise ValueError(f"kernel_backend={name!r} is not allowed; choose one of {list(KERNEL_BACKENDS)}")
+        options = options if options is not None else getattr(self, "kernel_options", None)
+        kernels = _kernels_module()
+        if options is None and kernels is not None:
+            options = kernels.KernelOptions()
+        if options is not None and kernels is not None and not isinstance(options, kernels.KernelOptions):
+            raise TypeError(f"options must be an aveyb.kernels.KernelOptions, got {type(options).__name__}")
+        backend = resolve_kernel_backend(name, self.config, options)
+        self.config.kernel_backend = name
+        for module in self.modules():
+            if isinstance(module, (AveyBLayer, AveyBRanker)):
+                module.backend = backend
+            elif isinstance(module, AveyBPreTrainedModel):
+                module.backend, module.kernel_options = backend, options
+
+    def post_init(self):
+        super().post_init()
+        self.set_kernel_backend()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -277,16 +314,18 @@ class AveyBPreTrainedModel(PreTrainedModel):
 
 
 class AveyBRanker(nn.Module):
-    """Holds D, the (S, (k+1)S) compression matrix shared by every split (SPEC 2.7)."""
+    """Holds D, the (S, (k+1)S) compression matrix shared by every split (SPEC 2.7); ``forward``
+    calls its backend's ``rank`` op (:func:`aveyb.model.ranker.rank_and_compress` in the reference)."""
 
-    def __init__(self, config: AveyBConfig):
+    def __init__(self, config: AveyBConfig, backend=None):
         super().__init__()
+        self.config = config
+        self.backend = backend if backend is not None else REFERENCE
         self.down_proj = nn.Parameter(torch.empty(config.split_size, config.window_size)) if config.compression else None
 
-    def forward(self, x: Tensor, mask: Tensor | None, config: AveyBConfig, kernels=None) -> tuple[Tensor, Tensor]:
-        if kernels is not None:
-            return kernels.rank_and_compress(x, mask, self.down_proj, config)
-        return rank_and_compress(x, mask, self.down_proj, config)
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, T, d) embeddings -> (B·N, R, d) layer inputs and their (B·N, R) row mask (or None)."""
+        return self.backend.rank(x, mask, self.down_proj, self.config)
 
 
 class AveyBModel(AveyBPreTrainedModel):
@@ -327,14 +366,10 @@ class AveyBModel(AveyBPreTrainedModel):
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         mask = attention_mask.bool() if attention_mask is not None else None
 
-        kernels = _fused_kernels(config, x)
-        h, row_mask = self.ranker(x, mask, config, kernels)
+        h, row_mask = self.ranker(x, mask)
         all_hidden = [self.unsplit(h, batch, length)] if output_hidden_states else None
-        if kernels is not None and not _layers_intercepted(self.layers, self.training):
-            steps = kernels.run_layers(self.layers, h, row_mask)
-        else:
-            steps = _run_layers(self.layers, h, row_mask)
-        for h in steps:
+        for layer in self.layers:
+            h = layer(h, row_mask)
             if output_hidden_states:
                 all_hidden.append(self.unsplit(h, batch, length))
 
@@ -345,25 +380,6 @@ class AveyBModel(AveyBPreTrainedModel):
         if not return_dict:
             return tuple(v for v in (out, hidden_states) if v is not None)
         return BaseModelOutput(last_hidden_state=out, hidden_states=hidden_states)
-
-
-def _layers_intercepted(layers, training: bool) -> bool:
-    """True when something works through the layers' module calls, which the fused path does not
-    make: forward hooks (FSDP2's ``fully_shard`` gathers a block's parameters in one) or gradient
-    checkpointing while training. Those layers then run as modules (the reference path)."""
-    for layer in layers:
-        if layer._forward_pre_hooks or layer._forward_hooks:
-            return True
-        if training and getattr(layer, "gradient_checkpointing", False):
-            return True
-    return False
-
-
-def _run_layers(layers, h: Tensor, mask: Tensor | None):
-    """Yield each reference layer's output in turn (the fused path has the same contract)."""
-    for layer in layers:
-        h = layer(h, mask)
-        yield h
 
 
 def _encode(model: AveyBPreTrainedModel, input_ids, attention_mask, inputs_embeds, output_hidden_states) -> BaseModelOutput:
@@ -410,22 +426,11 @@ class AveyBForMaskedLM(AveyBPreTrainedModel):
         logits = F.linear(hidden, self.model.embed.weight)
         loss = None
         if labels is not None:
-            loss = masked_lm_loss(self.config, logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+            loss = self.backend.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return tuple(v for v in (loss, logits, enc.hidden_states) if v is not None)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states)
-
-
-def masked_lm_loss(config: AveyBConfig, logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy over labelled rows of (rows, V) logits. On CUDA, unless
-    ``kernel_backend="torch"`` or inside ``torch.compile`` (Inductor fuses the reference itself),
-    the Triton kernel: it reads the bf16 logits directly instead of an fp32 copy of them."""
-    if logits.is_cuda and config.kernel_backend != "torch" and not torch.compiler.is_compiling():
-        kernels = _kernels_module()
-        if kernels is not None and kernels.available():
-            return kernels.cross_entropy(logits, labels)
-    return F.cross_entropy(logits.float(), labels, ignore_index=-100)
 
 
 class AveyBForSequenceClassification(AveyBPreTrainedModel):
