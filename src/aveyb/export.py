@@ -99,13 +99,27 @@ def example_inputs(config, batch: int = 2, length: int | None = None, lengths=No
 def export_onnx(model_dir: str | Path, output_dir: str | Path, opset: int | None = None,
                 verify: bool = True) -> Path:
     """Export ``model_dir`` to ``output_dir/model.onnx`` and copy its config and tokenizer files."""
-    import torch
-
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     model, outputs = load_for_export(model_dir)
-    wrapper = onnx_wrapper(model, outputs)
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / ONNX_FILE
+    path = export_module(model, outputs, output_dir / ONNX_FILE, opset=opset)
+    copy_side_files(model_dir, output_dir)
+    if verify:
+        error = verify_onnx(model, path, outputs)
+        print(f"onnxruntime vs PyTorch (batch 3, lengths {verify_lengths(model.config)}): "
+              f"max relative error {error:.2e}")
+        if not error < 1e-3:
+            raise RuntimeError(f"{path}: ONNX Runtime outputs differ from PyTorch (max relative error {error:.2e})")
+    return path
+
+
+def export_module(model, outputs: tuple[str, ...], path: str | Path, opset: int | None = None) -> Path:
+    """Export an in-memory fp32 CPU model (``AveyBModel`` or a head; ``outputs`` from
+    :data:`HEAD_OUTPUTS`) to ``path`` with dynamic batch and sequence axes, and check the axes."""
+    import torch
+
+    path = Path(path)
+    wrapper = onnx_wrapper(model, outputs)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dims = {0: batch, 1: seq}
     size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -119,14 +133,21 @@ def export_onnx(model_dir: str | Path, output_dir: str | Path, opset: int | None
             optimize=False,  # onnxscript's optimizer drops `x + 1e-12` (eps): 0 / (0 + eps) became NaN
             verbose=False, **kwargs)
     check_dynamic_axes(path)
-    copy_side_files(model_dir, output_dir)
-    if verify:
-        error = verify_onnx(model, path, outputs)
-        print(f"onnxruntime vs PyTorch (batch 3, lengths {verify_lengths(model.config)}): "
-              f"max relative error {error:.2e}")
-        if not error < 1e-3:
-            raise RuntimeError(f"{path}: ONNX Runtime outputs differ from PyTorch (max relative error {error:.2e})")
     return path
+
+
+def cpu_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session of ``path`` with ``threads`` intra-op threads (default:
+    torch's ``get_num_threads()``, so that ORT and PyTorch rows of a benchmark use as many) and
+    one inter-op thread; ORT's full graph optimisation (its default)."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def check_dynamic_axes(path: str | Path) -> None:

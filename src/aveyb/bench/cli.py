@@ -6,6 +6,8 @@ Examples::
     aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
     aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
     aveyb bench --report results/bench/v11_6157576_inference.jsonl   # tables and plots from records
+  aveyb bench --device cpu --threads 16 --models avey-b,bert --impls reference,compiled,int8,onnxruntime,sdpa \
+      --modes inference --lengths 512,2048,8192 --batch 1 --dtype fp32     # the CPU paths
 
 Every measurement is appended to ``--out`` (JSON lines) as soon as it is taken; a markdown table
 (``.md``) and plots (``_<mode>_b<batch>.png``) are written beside it at the end.
@@ -25,6 +27,8 @@ DESCRIPTION = """Throughput, latency and peak memory of Avey-B and the baselines
   aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
   aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
   aveyb bench --report results/bench/v11_6157576_inference.jsonl   # tables and plots from records
+  aveyb bench --device cpu --threads 16 --models avey-b,bert --impls reference,compiled,int8,onnxruntime,sdpa \
+      --modes inference --lengths 512,2048,8192 --batch 1 --dtype fp32     # the CPU paths
 
 Every measurement is appended to --out (JSON lines) as soon as it is taken; a markdown table
 (.md) and plots (_<mode>_b<batch>.png) are written beside it at the end."""
@@ -46,8 +50,9 @@ def add_parsers(subparsers) -> None:
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"comma list (default {DEFAULT_MODELS})")
     p.add_argument("--impls", default=DEFAULT_IMPLS,
-                   help="comma list; Avey-B: fused, fused-graphs (inference), reference, official-style; "
-                        "baselines: sdpa, flash, eager")
+                   help="comma list; Avey-B: fused, fused-graphs (inference), reference, official-style, and the "
+                        "CPU inference paths compiled (torch.compile, frozen weights), int8 (dynamic quantisation, "
+                        "opt-in approximation), onnxruntime; baselines: sdpa, flash, eager")
     p.add_argument("--modes", default="inference,train", help="inference, train, ranker (Avey-B's ranker alone)")
     p.add_argument("--lengths", default="128,512,2048,8192,32768,65536,98304,131072", help="inference lengths")
     p.add_argument("--batch", type=int, default=8, help="inference batch (default 8)")
@@ -56,7 +61,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--baseline-max-len", type=int, default=32768,
                    help="longest input given to the quadratic-attention baselines (default 32768)")
     p.add_argument("--reference-max-len", type=int, default=32768,
-                   help="longest input given to the plain-PyTorch Avey-B reference (default 32768)")
+                   help="longest input given to the plain-PyTorch Avey-B reference and its CPU paths (default 32768)")
     p.add_argument("--sparse-prediction", action="store_true",
                    help="train mode: our Avey-B heads compute logits only at labelled positions (same loss; "
                         "our pretraining recipe); official-style and the baselines stay dense")
@@ -78,7 +83,7 @@ def add_parsers(subparsers) -> None:
 
 
 def _plan(args) -> list[tuple[str, str, str, int, list[int]]]:
-    from aveyb.bench.runner import AVEY_IMPLS, BASELINE_IMPLS
+    from aveyb.bench.runner import AVEY_IMPLS, BASELINE_IMPLS, CPU_IMPLS
 
     plan = []
     impls = _names(args.impls)
@@ -90,12 +95,13 @@ def _plan(args) -> list[tuple[str, str, str, int, list[int]]]:
             if mode == "ranker" and model != "avey-b":
                 continue
             for impl in impls:
-                if impl not in allowed or (impl == "fused-graphs" and mode != "inference"):
+                inference_only = impl == "fused-graphs" or impl in CPU_IMPLS
+                if impl not in allowed or (inference_only and mode != "inference"):
                     continue
                 cap = None
                 if model != "avey-b":
                     cap = args.baseline_max_len
-                elif impl == "reference":
+                elif impl == "reference" or impl in CPU_IMPLS:
                     cap = args.reference_max_len
                 todo = [n for n in lengths if cap is None or n <= cap]
                 if todo:

@@ -31,7 +31,11 @@ import torch
 
 from aveyb.provenance import git_commit
 
-AVEY_IMPLS = ("fused", "fused-graphs", "reference", "official-style")
+AVEY_IMPLS = ("fused", "fused-graphs", "reference", "official-style", "compiled", "int8", "onnxruntime")
+# CPU inference paths of the reference model: Inductor with frozen weights (aveyb.serving), int8
+# dynamic quantisation of the enricher and fuser (aveyb.quantize, opt-in: changes the numbers),
+# ONNX Runtime on the exported graph (aveyb.export). Inference mode only, fp32.
+CPU_IMPLS = ("compiled", "int8", "onnxruntime")
 BASELINE_IMPLS = ("sdpa", "flash", "eager")
 
 
@@ -107,7 +111,9 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
     if model == "avey-b":
         if impl not in AVEY_IMPLS:
             raise ValueError(f"Avey-B impl {impl!r}; choose one of {AVEY_IMPLS}")
-        backend = {"fused": "triton", "fused-graphs": "triton", "reference": "torch", "official-style": "torch"}[impl]
+        if impl in CPU_IMPLS and (device.type != "cpu" or dtype != torch.float32):
+            raise NotImplementedError(f"{impl} is a CPU fp32 inference path (--device cpu --dtype fp32)")
+        backend = "triton" if impl.startswith("fused") else "torch"
         # Our masked-LM head can compute logits only at labelled positions (the same loss); the
         # official-style model keeps the official dense head.
         config = build_config("avey-b", preset, vocab_size, kernel_backend=backend,
@@ -119,6 +125,8 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
             from aveyb.bench.official_style import OfficialStyleAveyB
 
             return OfficialStyleAveyB.from_aveyb(mlm, compile=device.type == "cuda")
+        if impl in CPU_IMPLS:
+            return cpu_fast_encoder(mlm.eval().model, impl)
         return mlm
     if impl not in BASELINE_IMPLS:
         raise ValueError(f"baseline impl {impl!r}; choose one of {BASELINE_IMPLS}")
@@ -139,11 +147,68 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
     return mlm.to(device=device, dtype=dtype)
 
 
+class CPUFastEncoder(torch.nn.Module):
+    """One of the CPU inference paths (``CPU_IMPLS``) of an fp32 encoder, beside that encoder:
+    ``self(ids)`` is the fast path's last hidden state, ``self.reference`` the plain eager model
+    (kept until :meth:`drop_reference`, to check the fast path against it on the bench's input)."""
+
+    def __init__(self, impl: str, fast, reference, note: str = ""):
+        super().__init__()
+        self.impl, self.fast, self.note = impl, fast, note
+        self.reference = [reference]  # a list: not a submodule (eval()/train() leave it alone)
+        self.config = reference.config
+
+    def forward(self, ids):
+        if self.impl == "onnxruntime":
+            feed = {"input_ids": ids.numpy(), "attention_mask": torch.ones_like(ids).numpy()}
+            return torch.from_numpy(self.fast.run(["last_hidden_state"], feed)[0])
+        out = self.fast(input_ids=ids)
+        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    def drop_reference(self) -> None:
+        self.reference.clear()
+
+    def vs_reference(self, ids) -> float:
+        """‖fast − reference‖ / ‖reference‖ on ``ids``."""
+        with torch.inference_mode():
+            got = self(ids).float()
+            ref = self.reference[0](input_ids=ids).last_hidden_state.float()
+        return float((got - ref).norm() / ref.norm())
+
+
+def cpu_fast_encoder(encoder, impl: str) -> CPUFastEncoder:
+    """``encoder`` (an fp32 ``AveyBModel`` on the CPU) through the CPU path ``impl``."""
+    if impl == "compiled":
+        from aveyb.serving import compile_for_cpu
+
+        return CPUFastEncoder(impl, compile_for_cpu(encoder), encoder, "torch.compile (inductor, freezing)")
+    if impl == "int8":
+        from aveyb.quantize import quantize_dynamic_int8
+
+        return CPUFastEncoder(impl, quantize_dynamic_int8(encoder), encoder,
+                              "int8 dynamic enricher + fuser (opt-in approximation)")
+    if impl == "onnxruntime":
+        import tempfile
+        from pathlib import Path
+
+        import onnxruntime
+
+        from aveyb.export import cpu_session, export_module
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_module(encoder, ("last_hidden_state",), Path(tmp) / "model.onnx")
+            session = cpu_session(path)  # the graph is read into the session; the file can go
+        threads = session.get_session_options().intra_op_num_threads
+        return CPUFastEncoder(impl, session, encoder,
+                              f"onnxruntime {onnxruntime.__version__} (intra-op threads {threads})")
+    raise ValueError(f"CPU impl {impl!r}; choose one of {CPU_IMPLS}")
+
+
 def _encoder_call(module):
     """ids -> last hidden state, for our models and transformers ones (encoder only, no head)."""
     from aveyb.bench.official_style import OfficialStyleAveyB
 
-    if isinstance(module, OfficialStyleAveyB):
+    if isinstance(module, (OfficialStyleAveyB, CPUFastEncoder)):
         return module
     base = module.base_model
 
@@ -213,6 +278,13 @@ class Bench:
                         rec.add_note(f"enricher {enricher_mode(rec.batch * rec.seq_len)}")
                     else:
                         rec.add_note(f"train layer {train_layer_mode()}")
+            if isinstance(module, CPUFastEncoder):
+                first = random_ids(records[0].batch, records[0].seq_len, self.vocab_size, self.device, self.seed)
+                err = module.vs_reference(first)
+                module.drop_reference()
+                for rec in records:
+                    rec.note = module.note
+                    rec.add_note(f"vs reference rel. err {err:.2e} (T={records[0].seq_len}, bench input)")
             if sparse:
                 for rec in records:
                     rec.add_note("sparse prediction (logits at labelled positions)")
@@ -294,6 +366,8 @@ class Bench:
             return _ranker_call(module, ids)
         if rec.impl == "fused-graphs" and rec.mode != "inference":
             raise NotImplementedError("fused-graphs is an inference path (CUDA-graph replay)")
+        if rec.impl in CPU_IMPLS and rec.mode != "inference":
+            raise NotImplementedError(f"{rec.impl} is an inference path")
         if rec.mode == "inference":
             if rec.impl == "fused-graphs":
                 from aveyb.kernels.graphs import GraphedEncoder
@@ -335,10 +409,16 @@ def fused_vs_reference(module, device) -> float:
     with torch.no_grad():
         fused = module.base_model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         try:
-            config.kernel_backend = "torch"
+            if hasattr(module, "set_kernel_backend"):  # the modules call a backend chosen once
+                module.set_kernel_backend("reference")
+            else:
+                config.kernel_backend = "torch"
             ref = module.base_model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         finally:
-            config.kernel_backend = backend
+            if hasattr(module, "set_kernel_backend"):
+                module.set_kernel_backend(backend)
+            else:
+                config.kernel_backend = backend
     return float((fused - ref).norm() / ref.norm())
 
 
@@ -354,6 +434,11 @@ def _ranker_call(module, ids):
     if getattr(module.config, "model_type", "") != "aveyb":
         raise NotImplementedError("the ranker is Avey-B's")
     encoder = module.base_model
+    if hasattr(encoder.ranker, "backend"):  # the ranker module calls its backend's rank op
+        def fn():
+            with torch.inference_mode():
+                return encoder.ranker(encoder.embed(ids), None)
+        return fn
     from aveyb.model.modeling_aveyb import _fused_kernels
 
     def fn():
