@@ -87,7 +87,7 @@ def expected_parameter_names(config) -> set[str]:
 
 def _plain(config) -> SimpleNamespace:
     """The fields we use, read once (attribute access on a transformers config is slow)."""
-    names = ("hidden_size", "num_hidden_layers", "split_size", "top_k", "ranker_direction",
+    names = ("hidden_size", "num_hidden_layers", "split_size", "num_retrieved_splits", "ranker_direction",
              "split_weighting", "compression", "layer_arrangement", "dynamic_norm", "hidden_act", "eps")
     return SimpleNamespace(**{name: getattr(config, name) for name in names})
 
@@ -123,7 +123,7 @@ def naive_select(i: int, score: list[list[float]], real: list[list[bool]], confi
     else:
         raise ValueError(config.ranker_direction)
     candidates = [j for j in candidates if any(real[j])]  # a split with no real token: never
-    m = min(len(candidates), config.top_k)
+    m = min(len(candidates), config.num_retrieved_splits)
     # Descending score; ties (not expected with random inputs) go to the lower index first.
     ranked = sorted(candidates, key=lambda j: (-score[i][j], j))[:m]
     if m == 0:
@@ -150,7 +150,7 @@ def naive_window(i, splits, real, selected, config) -> tuple[torch.Tensor, list[
     The second value says, for each of the L rows, whether it is a padded position (a zero
     row that pads the last split of the sequence). Left zero rows are not padding.
     """
-    S, d, k = config.split_size, config.hidden_size, config.top_k
+    S, d, k = config.split_size, config.hidden_size, config.num_retrieved_splits
     blocks, pad = [], []
     for _ in range(k - len(selected)):
         blocks.append(torch.zeros(S, d, dtype=DTYPE))

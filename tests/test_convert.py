@@ -12,7 +12,7 @@ from aveyb.model import AveyBForMaskedLM, AveyBForSequenceClassification, AveyBM
 def official_state_dict(prefix="", **options):
     """A state dict in the official layout (SPEC 7): our encoder uses the same names."""
     torch.manual_seed(0)
-    config = AveyBConfig(vocab_size=70, hidden_size=16, num_hidden_layers=4, split_size=8, top_k=3, **options)
+    config = AveyBConfig(vocab_size=70, hidden_size=16, num_hidden_layers=4, split_size=8, num_retrieved_splits=3, **options)
     encoder = AveyBModel(config)
     return {prefix + k: v.clone() for k, v in encoder.state_dict().items()}, encoder
 
@@ -24,7 +24,7 @@ def test_shapes_give_the_architecture_and_outputs_match(prefix):
     config = model.config
     assert isinstance(model, AveyBForMaskedLM)
     assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (70, 16, 4)
-    assert (config.split_size, config.top_k, config.layer_arrangement) == (8, 3, "interleaved_static_first")
+    assert (config.split_size, config.num_retrieved_splits, config.layer_arrangement) == (8, 3, "interleaved_static_first")
     ids = torch.randint(0, 70, (2, 20))
     torch.testing.assert_close(model.model(ids).last_hidden_state, encoder(ids).last_hidden_state)
 
@@ -44,7 +44,7 @@ def test_directory_with_official_config_and_a_classification_head(tmp_path):
     state, encoder = official_state_dict()
     torch.manual_seed(1)
     head = AveyBForSequenceClassification(AveyBConfig(vocab_size=70, hidden_size=16, num_hidden_layers=4,
-                                                      split_size=8, top_k=3, num_labels=2))
+                                                      split_size=8, num_retrieved_splits=3, num_labels=2))
     for key, value in head.state_dict().items():
         if key.startswith(("dense.", "classifier.")):
             state[key] = value

@@ -37,7 +37,7 @@ VARIANTS = {
     "uncompressed": dict(compression=False),
     "coupled_softmax_both": dict(layer_arrangement="coupled", dynamic_norm="softmax", ranker_direction="both",
                                  split_weighting="max"),
-    "top_k_0": dict(top_k=0),
+    "k_0": dict(num_retrieved_splits=0),
 }
 
 

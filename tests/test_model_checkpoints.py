@@ -30,7 +30,8 @@ HEADS = {
 
 
 def tiny_config(**kw):
-    return AveyBConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, split_size=4, top_k=1, num_labels=3, **kw)
+    return AveyBConfig(**{"vocab_size": 64, "hidden_size": 16, "num_hidden_layers": 2, "split_size": 4,
+                          "num_retrieved_splits": 1, "num_labels": 3, **kw})
 
 
 def tiny_tokenizer():
@@ -130,6 +131,32 @@ def test_run_time_settings_in_an_old_config_json_are_ignored(tmp_path):
     loaded = AutoModelForMaskedLM.from_pretrained(tmp_path)
     assert loaded.config.sparse_prediction is False and loaded.config.kernel_backend == "auto"
     assert AutoModelForMaskedLM.from_pretrained(tmp_path, sparse_prediction=True).config.sparse_prediction
+
+
+def test_a_config_json_with_the_old_top_k_loads(tmp_path):
+    """k was called ``top_k`` (colliding with generation's top_k) until it became
+    ``num_retrieved_splits``: a checkpoint whose config.json says ``top_k`` loads with that k and the
+    same outputs, and saving it again writes only the new name. Next to ``num_retrieved_splits``, a
+    ``top_k`` (generation's default, which transformers 4.x writes) is ignored."""
+    torch.manual_seed(0)
+    model = AutoModel.from_config(tiny_config(num_retrieved_splits=2)).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["num_retrieved_splits"] == 2 and "top_k" not in config
+    config["top_k"] = config.pop("num_retrieved_splits")  # a config.json written before the rename
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.num_retrieved_splits == 2 and loaded.ranker.down_proj.shape == (4, 12)
+    ids = torch.randint(0, 64, (2, 30))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).last_hidden_state, model(ids).last_hidden_state)
+    loaded.save_pretrained(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["num_retrieved_splits"] == 2 and "top_k" not in again
+    config.update(num_retrieved_splits=2, top_k=50)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert AutoModel.from_pretrained(tmp_path).config.num_retrieved_splits == 2
+    assert AveyBConfig(top_k=1).num_retrieved_splits == 1  # code written before the rename
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])

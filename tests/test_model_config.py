@@ -17,7 +17,7 @@ def build_on_meta(model_class, config):
 
 def test_defaults_are_the_official_base_model():
     config = AveyBConfig()
-    assert (config.hidden_size, config.num_hidden_layers, config.split_size, config.top_k) == (768, 30, 256, 3)
+    assert (config.hidden_size, config.num_hidden_layers, config.split_size, config.num_retrieved_splits) == (768, 30, 256, 3)
     assert (config.ranker_direction, config.split_weighting, config.compression) == ("left", "min", True)
     assert (config.layer_arrangement, config.dynamic_norm, config.eps) == ("interleaved_static_first", "sum", 1e-12)
     assert config.layer_kinds()[:3] == ["static", "dynamic", "static"]
@@ -33,7 +33,7 @@ def test_mini_preset_is_between_20_and_40m_parameters():
 
 
 @pytest.mark.parametrize("field,value,needle", [
-    ("top_k", -1, "top_k"),
+    ("num_retrieved_splits", -1, "num_retrieved_splits"),
     ("split_size", 0, "split_size"),
     ("layer_arrangement", "zigzag", "interleaved_static_first"),
     ("dynamic_norm", "l2", "signed_sum"),
@@ -90,7 +90,7 @@ def test_layer_kinds_follow_the_arrangement(arrangement):
 
 @pytest.mark.parametrize("norm", DYNAMIC_NORMS)
 def test_softmax_alone_adds_a_temperature(norm):
-    model = AveyBModel(AveyBConfig(vocab_size=10, hidden_size=8, num_hidden_layers=2, split_size=4, top_k=1,
+    model = AveyBModel(AveyBConfig(vocab_size=10, hidden_size=8, num_hidden_layers=2, split_size=4, num_retrieved_splits=1,
                                    dynamic_norm=norm))
     has_tau = any(name.endswith(".tau") for name, _ in model.named_parameters())
     assert has_tau == (norm == "softmax")

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gpu
 
 
 def config(**extra):
-    return AveyBConfig(vocab_size=512, hidden_size=64, num_hidden_layers=4, split_size=32, top_k=3,
+    return AveyBConfig(vocab_size=512, hidden_size=64, num_hidden_layers=4, split_size=32, num_retrieved_splits=3,
                        kernel_backend="torch", **extra)
 
 

@@ -16,7 +16,7 @@ VOCAB = 40
 
 
 def config(**extra):
-    return AveyBConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, split_size=4, top_k=1, **extra)
+    return AveyBConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, split_size=4, num_retrieved_splits=1, **extra)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ AUTO = [AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification,
 
 
 def tiny_config():
-    return AveyBConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, split_size=4, top_k=1, num_labels=3)
+    return AveyBConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, split_size=4, num_retrieved_splits=1, num_labels=3)
 
 
 def tiny_tokenizer(words):

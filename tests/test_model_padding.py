@@ -17,7 +17,7 @@ VOCAB = 50
 
 
 def tiny_config(**options):
-    base = dict(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=3, split_size=4, top_k=2)
+    base = dict(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=3, split_size=4, num_retrieved_splits=2)
     return AveyBConfig(**{**base, **options})
 
 

@@ -54,7 +54,7 @@ def _one_thread():
 
 def _config(direction, weighting, compression, arrangement, norm) -> AveyBConfig:
     return AveyBConfig(
-        vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, split_size=S, top_k=K,
+        vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, split_size=S, num_retrieved_splits=K,
         ranker_direction=direction, split_weighting=weighting, compression=compression,
         layer_arrangement=arrangement, dynamic_norm=norm, max_position_embeddings=64,
     )

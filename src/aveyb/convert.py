@@ -82,13 +82,13 @@ def infer_config(encoder: dict[str, Tensor], official_config: dict | None = None
             kwargs[ours] = official_config[key]
     if "ranker.down_proj" in encoder:
         split_size, window = encoder["ranker.down_proj"].shape
-        kwargs.update(compression=True, split_size=split_size, top_k=window // split_size - 1)
+        kwargs.update(compression=True, split_size=split_size, num_retrieved_splits=window // split_size - 1)
     elif any(has_p):
         window = encoder[f"layers.{layer_ids[has_p.index(True)]}.spatial_proj"].shape[0]
         split_size = int((official_config or {}).get("split_size", overrides.get("split_size", 0)))
         if not split_size:
             raise ValueError("compression is off and S cannot be read from the shapes: pass split_size=")
-        kwargs.update(compression=False, split_size=split_size, top_k=window // split_size - 1)
+        kwargs.update(compression=False, split_size=split_size, num_retrieved_splits=window // split_size - 1)
     if layer_ids and "layer_arrangement" not in overrides and "layer_arrangement" not in kwargs:
         kwargs["layer_arrangement"] = _arrangement(has_p)
     if layer_ids:
@@ -179,7 +179,7 @@ def load_official(path_or_state_dict, model_class=None, torch_dtype="auto", **co
     if missing or unexpected or misshaped:
         raise ValueError(
             f"checkpoint does not match {model_class.__name__} ({config.num_hidden_layers} layers, d={config.hidden_size}, "
-            f"S={config.split_size}, k={config.top_k}):\n  missing: {missing}\n  unexpected: {unexpected}\n"
+            f"S={config.split_size}, k={config.num_retrieved_splits}):\n  missing: {missing}\n  unexpected: {unexpected}\n"
             f"  mis-shaped: {misshaped}"
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in ours.items()}, strict=True)

@@ -278,9 +278,9 @@ def test_model_fused_matches_reference_with_padding(dtype):
 
     torch.manual_seed(3)
     dev = torch.device("cuda")
-    ref_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=64, split_size=32, top_k=2,
+    ref_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=64, split_size=32, num_retrieved_splits=2,
                                 kernel_backend="reference").to(dev)
-    fused_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=64, split_size=32, top_k=2,
+    fused_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=64, split_size=32, num_retrieved_splits=2,
                                   kernel_backend="triton").to(dev)
     fused_model.load_state_dict(ref_model.state_dict())
     ids = torch.randint(0, 211, (3, 150), device=dev)
@@ -309,9 +309,9 @@ def test_model_built_under_inference_mode_runs_fused():
     dev, dtype = torch.device("cuda"), torch.bfloat16
     ids = torch.randint(0, 211, (2, 300), device=dev)
     with torch.inference_mode():
-        ref_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, top_k=2,
+        ref_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, num_retrieved_splits=2,
                                     kernel_backend="reference").to(dev)
-        fused_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, top_k=2,
+        fused_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, num_retrieved_splits=2,
                                       kernel_backend="triton").to(dev)
         fused_model.load_state_dict(ref_model.state_dict())
         out64 = ref_model.double().model(input_ids=ids).last_hidden_state
@@ -331,7 +331,7 @@ def test_forward_hook_on_a_fused_layer(dtype):
 
     torch.manual_seed(6)
     dev = torch.device("cuda")
-    fused_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, top_k=2,
+    fused_model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, num_retrieved_splits=2,
                                   kernel_backend="triton").to(dev)
     ref_model = copy.deepcopy(fused_model)
     ref_model.set_kernel_backend("reference")

@@ -247,7 +247,7 @@ def test_fused_evaluation_after_optimizer_steps_matches_reference():
     """Evaluate, train with the fused AdamW (it does not bump parameter versions), evaluate again:
     the fused path must see the updated weights (it read a stale cached enricher weight)."""
     torch.manual_seed(0)
-    cfg = AveyBConfig(vocab_size=512, hidden_size=128, num_hidden_layers=4, split_size=32, top_k=3)
+    cfg = AveyBConfig(vocab_size=512, hidden_size=128, num_hidden_layers=4, split_size=32, num_retrieved_splits=3)
     model = AveyBForMaskedLM(cfg).cuda()
     assert kernels.supports(cfg, torch.device("cuda")), "the fused path must run for this test to mean anything"
     ids = torch.randint(0, 512, (4, 256), device="cuda")

@@ -24,7 +24,7 @@ def test_graphed_encoder_matches_eager(dtype):
     or not, and for a second shape; bad ids are still rejected before any replay."""
     torch.manual_seed(5)
     dev = torch.device("cuda")
-    model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, top_k=2,
+    model = build_masked_lm("avey-b", "tiny", 211, hidden_size=128, split_size=32, num_retrieved_splits=2,
                             kernel_backend="triton").to(dev, dtype).eval()
     encoder = GraphedEncoder(model)
     for batch, length, padded in ((2, 96, False), (3, 150, True), (2, 96, False)):

@@ -62,7 +62,7 @@ def test_masked_lm_loss_uses_kernel_and_matches():
         losses = []
         for backend in ("torch", "triton"):
             torch.manual_seed(5)
-            model = build_masked_lm("avey-b", "tiny", 211, hidden_size=64, split_size=32, top_k=2,
+            model = build_masked_lm("avey-b", "tiny", 211, hidden_size=64, split_size=32, num_retrieved_splits=2,
                                     kernel_backend=backend, sparse_prediction=sparse).to(dev)
             out = model(input_ids=ids, labels=labels)
             out.loss.backward()

@@ -83,7 +83,7 @@ def test_ranker_autocast_plumbing(monkeypatch):
 
     monkeypatch.setattr(fused, "maxsim_scores", maxsim)
     monkeypatch.setattr(fused, "compress", compress)
-    cfg = preset_config("tiny", hidden_size=32, split_size=16, top_k=2)
+    cfg = preset_config("tiny", hidden_size=32, split_size=16, num_retrieved_splits=2)
     x = separated_embeddings(2, 80, 32, 16, torch.device("cpu"), torch.Generator().manual_seed(0))
     mask = torch.arange(80)[None, :] < torch.tensor([80, 50])[:, None]
     down = torch.randn(16, 48, generator=torch.Generator().manual_seed(1)) / 16
@@ -103,7 +103,7 @@ def test_ranker_autocast_plumbing(monkeypatch):
 
 # ---- Triton's interpreter (CPU, float32) ---------------------------------------------------------
 def _ranker_inputs(batch, length, width, split, k, direction, weighting, padded):
-    cfg = preset_config("tiny", hidden_size=width, split_size=split, top_k=k, ranker_direction=direction,
+    cfg = preset_config("tiny", hidden_size=width, split_size=split, num_retrieved_splits=k, ranker_direction=direction,
                         split_weighting=weighting)
     n = -(-length // split)
     # Each split its own topic, so that selections are well separated.
@@ -178,9 +178,9 @@ def test_select_and_weight_interpreted(case):
     xs, ms = ref.split_sequence(x, mask, cfg.split_size)
     scores = fused.maxsim_scores(xs, ms, cfg.eps, cfg.ranker_direction)
     cand = ref.candidate_mask(ms.any(-1), cfg.ranker_direction)
-    idx, valid, sel = ref.select_top_splits(scores, cand, cfg.top_k)
+    idx, valid, sel = ref.select_top_splits(scores, cand, cfg.num_retrieved_splits)
     w = ref.split_weights(sel, valid, cfg.split_weighting, cfg.eps)
-    idx_f, w_f = fused.select_and_weight(scores, cfg.top_k, cfg.split_weighting, cfg.eps)
+    idx_f, w_f = fused.select_and_weight(scores, cfg.num_retrieved_splits, cfg.split_weighting, cfg.eps)
     real = ms.any(-1)  # an empty split's scores all tie (its output is masked anyway)
     assert torch.equal(idx_f[real], idx[real])
     check_interpreted("weights", float((w_f[real] - w[real]).abs().max()))
@@ -200,7 +200,7 @@ RANKER_CASES = [  # (batch, length, d, S, k, direction, weighting, padded)
 @pytest.mark.parametrize("case", RANKER_CASES, ids=lambda c: f"B{c[0]}T{c[1]}d{c[2]}S{c[3]}k{c[4]}{c[5]}{c[6]}")
 def test_rank_and_compress_parity(case, dtype):
     batch, length, width, s, k, direction, weighting, padded = case
-    cfg = preset_config("tiny", hidden_size=width, split_size=s, top_k=k, ranker_direction=direction,
+    cfg = preset_config("tiny", hidden_size=width, split_size=s, num_retrieved_splits=k, ranker_direction=direction,
                         split_weighting=weighting)
     dev = torch.device("cuda")
     gen = torch.Generator(device=dev).manual_seed(zlib.crc32(repr(case).encode()))
@@ -259,7 +259,7 @@ def test_maxsim_tma_kernel_parity(case):
     if torch.cuda.get_device_capability()[0] < 9:
         pytest.skip("TMA needs Hopper or newer")
     batch, length, width, s, k, direction, weighting, padded = case
-    cfg = preset_config("tiny", hidden_size=width, split_size=s, top_k=k, ranker_direction=direction)
+    cfg = preset_config("tiny", hidden_size=width, split_size=s, num_retrieved_splits=k, ranker_direction=direction)
     dev = torch.device("cuda")
     gen = torch.Generator(device=dev).manual_seed(zlib.crc32(repr(case).encode()) + 1)
     x = separated_embeddings(batch, length, width, s, dev, gen)
@@ -284,7 +284,7 @@ def test_rank_and_compress_under_autocast(case):
     bf16 as the reference's matmuls do, its output stays fp32, and its backward (custom_bwd)
     matches the reference's under the same autocast."""
     batch, length, width, s, k, direction, weighting, padded = case
-    cfg = preset_config("tiny", hidden_size=width, split_size=s, top_k=k, ranker_direction=direction,
+    cfg = preset_config("tiny", hidden_size=width, split_size=s, num_retrieved_splits=k, ranker_direction=direction,
                         split_weighting=weighting)
     dev = torch.device("cuda")
     gen = torch.Generator(device=dev).manual_seed(11)

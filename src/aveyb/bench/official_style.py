@@ -102,7 +102,7 @@ class OfficialStyleAveyB(nn.Module):
     def rank(self, x: Tensor) -> Tensor:
         """The ranker as a loop over splits: (B, T, d) -> (B·N, S, d)."""
         cfg = self.config
-        s, k, eps = cfg.split_size, cfg.top_k, cfg.eps
+        s, k, eps = cfg.split_size, cfg.num_retrieved_splits, cfg.eps
         batch, length, width = x.shape
         n = -(-length // s)
         if n * s != length:

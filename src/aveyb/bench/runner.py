@@ -121,6 +121,10 @@ def build_model(model: str, impl: str, preset: str, vocab_size: int, device, dty
         with device:
             mlm = AutoModelForMaskedLM.from_config(config)
         mlm = mlm.to(device=device, dtype=dtype)
+        if impl.startswith("fused"):  # the kernels' settings: the AVEYB_* variables, read once here
+            from aveyb.kernels import KernelOptions
+
+            mlm.set_kernel_backend(options=KernelOptions.from_env())
         if impl == "official-style":
             from aveyb.bench.official_style import OfficialStyleAveyB
 
@@ -270,14 +274,15 @@ class Bench:
             if model == "avey-b" and impl.startswith("fused"):
                 err = fused_vs_reference(module, self.device)
                 from aveyb.kernels.enricher import enricher_mode
-                from aveyb.kernels.layer import train_layer_mode
 
+                options = module.kernel_options
                 for rec in records:
                     rec.note = f"fused vs reference rel. err {err:.2e} (padded batch, T=1000)"
+                    rec.add_note(f"gelu {options.gelu}")
                     if mode == "inference":
-                        rec.add_note(f"enricher {enricher_mode(rec.batch * rec.seq_len)}")
+                        rec.add_note(f"enricher {enricher_mode(rec.batch * rec.seq_len, options)}")
                     else:
-                        rec.add_note(f"train layer {train_layer_mode()}")
+                        rec.add_note(f"train layer {options.train_layer}")
             if isinstance(module, CPUFastEncoder):
                 first = random_ids(records[0].batch, records[0].seq_len, self.vocab_size, self.device, self.seed)
                 err = module.vs_reference(first)

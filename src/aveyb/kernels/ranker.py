@@ -478,7 +478,7 @@ def rank_and_compress(x: torch.Tensor, mask: torch.Tensor | None, down_proj: tor
     else:
         xs, ms = ref.split_sequence(x, mask, split_size)
     n_splits = xs.shape[1]
-    k = config.top_k
+    k = config.num_retrieved_splits
     grad = torch.is_grad_enabled() and (x.requires_grad or down_proj.requires_grad)
     # Under autocast the products (MaxSim, compression) run in its dtype, as the reference's
     # matmuls do: one cast shared by both kernels (None: xs is already in that dtype).

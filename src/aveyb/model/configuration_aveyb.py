@@ -18,7 +18,7 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 
 # Keys a PretrainedConfig carries itself; everything else must be ours.
 _AVEYB_KEYS = {
-    "vocab_size", "hidden_size", "num_hidden_layers", "split_size", "top_k", "expansion_factor",
+    "vocab_size", "hidden_size", "num_hidden_layers", "split_size", "num_retrieved_splits", "expansion_factor",
     "ranker_direction", "split_weighting", "compression", "layer_arrangement", "dynamic_norm",
     "hidden_act", "eps", "max_position_embeddings", "initializer", "sparse_prediction",
     "classifier_pooling", "kernel_backend",
@@ -37,6 +37,17 @@ def _register_model_classes() -> None:
     register_auto_classes()
 
 
+def _old_top_k(num_retrieved_splits, kwargs: dict) -> int:
+    """k from ``num_retrieved_splits``, else from ``top_k``, its name until the rename (config.json
+    files and code written before); 3 when neither is given. ``top_k`` is dropped from ``kwargs``:
+    next to ``num_retrieved_splits`` it is generation's sampling setting (transformers 4.x writes
+    its default, 50, into every config), which an encoder has no use for."""
+    old = kwargs.pop("top_k", None)
+    if num_retrieved_splits is not None:
+        return num_retrieved_splits
+    return 3 if old is None else old
+
+
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"AveyBConfig.{name}={value!r} is not allowed; choose one of {list(allowed)}")
@@ -50,7 +61,9 @@ def _check_int(name: str, value, minimum: int) -> None:
 class AveyBConfig(PretrainedConfig):
     """Configuration of an Avey-B encoder.
 
-    Names follow SPEC.md: ``split_size`` is S, ``top_k`` is k, ``hidden_size`` is d. The
+    Names follow SPEC.md: ``split_size`` is S, ``num_retrieved_splits`` is k (the retrieved splits),
+    ``hidden_size`` is d. ``top_k``, its name before, collided with generation's ``top_k``; a saved
+    config.json or code that still says ``top_k`` is read as ``num_retrieved_splits``. The
     ablation switches (``ranker_direction``, ``split_weighting``, ``compression``,
     ``layer_arrangement``, ``dynamic_norm``) default to the official behaviour.
     ``kernel_backend``: "auto" uses the fused Triton kernels on CUDA when they support the
@@ -71,7 +84,7 @@ class AveyBConfig(PretrainedConfig):
         hidden_size: int = 768,
         num_hidden_layers: int = 30,
         split_size: int = 256,
-        top_k: int = 3,
+        num_retrieved_splits: int | None = None,
         expansion_factor: int = 4,
         ranker_direction: str = "left",
         split_weighting: str = "min",
@@ -95,6 +108,7 @@ class AveyBConfig(PretrainedConfig):
         # A typo in code is an error; a saved config.json keeps keys this version does not know
         # (from_dict), as PretrainedConfig does, so a checkpoint of a newer version still loads.
         strict = kwargs.pop("strict_keys", True)
+        num_retrieved_splits = _old_top_k(num_retrieved_splits, kwargs)
         unknown = set(kwargs) - _HF_KEYS
         if strict and unknown:
             raise ValueError(
@@ -109,7 +123,7 @@ class AveyBConfig(PretrainedConfig):
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.split_size = split_size
-        self.top_k = top_k
+        self.num_retrieved_splits = num_retrieved_splits
         self.expansion_factor = expansion_factor
         self.ranker_direction = ranker_direction
         self.split_weighting = split_weighting
@@ -131,8 +145,6 @@ class AveyBConfig(PretrainedConfig):
             tie_word_embeddings=tie_word_embeddings,
             **kwargs,
         )
-        # transformers 4.x's PretrainedConfig.__init__ sets the generation default top_k=50 over ours
-        self.top_k = top_k
         self.validate_options()
         _register_model_classes()
 
@@ -142,7 +154,7 @@ class AveyBConfig(PretrainedConfig):
         _check_int("hidden_size", self.hidden_size, 1)
         _check_int("num_hidden_layers", self.num_hidden_layers, 0)
         _check_int("split_size", self.split_size, 1)
-        _check_int("top_k", self.top_k, 0)
+        _check_int("num_retrieved_splits", self.num_retrieved_splits, 0)
         _check_int("expansion_factor", self.expansion_factor, 2)
         if self.expansion_factor % 2:
             raise ValueError("AveyBConfig.expansion_factor must be even: Z splits into two equal halves")
@@ -180,18 +192,11 @@ class AveyBConfig(PretrainedConfig):
         saved["strict_keys"] = False
         return super().from_dict(saved, **kwargs)
 
-    def _get_generation_parameters(self) -> dict:
-        # ``top_k`` here is the ranker's k (SPEC notation), not a sampling setting: transformers
-        # would otherwise refuse to save the config.
-        params = super()._get_generation_parameters()
-        params.pop("top_k", None)
-        return params
-
     # ---- derived sizes -------------------------------------------------------------
     @property
     def window_size(self) -> int:
         """L = (k+1)·S: rows of an extended window."""
-        return (self.top_k + 1) * self.split_size
+        return (self.num_retrieved_splits + 1) * self.split_size
 
     @property
     def mixer_size(self) -> int:
@@ -221,14 +226,14 @@ _HF_KEYS = set(PretrainedConfig().to_dict()) | {
 
 PRESETS: dict[str, dict] = {
     # Runs in seconds on a CPU; also the CI model.
-    "tiny": dict(hidden_size=64, num_hidden_layers=4, split_size=16, top_k=2, max_position_embeddings=256),
+    "tiny": dict(hidden_size=64, num_hidden_layers=4, split_size=16, num_retrieved_splits=2, max_position_embeddings=256),
     # A whole study on a 2-core CPU: 7 layers (4 static + 3 dynamic), 8 splits of a 256-token sequence,
     # as the base model has 8 splits of 2,048; 0.82M non-embedding parameters.
-    "micro": dict(hidden_size=128, num_hidden_layers=7, split_size=32, top_k=3, max_position_embeddings=512),
+    "micro": dict(hidden_size=128, num_hidden_layers=7, split_size=32, num_retrieved_splits=3, max_position_embeddings=512),
     # About 36M parameters with a 50k vocabulary: for single-GPU experiments.
-    "mini": dict(hidden_size=384, num_hidden_layers=16, split_size=256, top_k=3, max_position_embeddings=2048),
+    "mini": dict(hidden_size=384, num_hidden_layers=16, split_size=256, num_retrieved_splits=3, max_position_embeddings=2048),
     # The official base model: 163.9M parameters with vocab 50,368.
-    "base": dict(hidden_size=768, num_hidden_layers=30, split_size=256, top_k=3, max_position_embeddings=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=30, split_size=256, num_retrieved_splits=3, max_position_embeddings=2048),
 }
 
 

@@ -177,7 +177,7 @@ def rank_and_compress(x: Tensor, mask: Tensor | None, down_proj: Tensor | None, 
     """
     xs, ms = split_sequence(x, mask, config.split_size)
     batch, n_splits, split_size, width = xs.shape
-    k = config.top_k
+    k = config.num_retrieved_splits
     if k == 0:
         idx = torch.zeros(batch, n_splits, 0, dtype=torch.long, device=x.device)
         weights = torch.zeros(batch, n_splits, 0, dtype=x.dtype, device=x.device)

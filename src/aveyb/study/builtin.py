@@ -87,11 +87,11 @@ _BASE_FINETUNE = Finetuning(
 
 SCALE_RECIPES = {
     "micro": dict(pretrain=_MICRO_PRETRAIN, token_budget=750 * 4096, finetune=_MICRO_FINETUNE,
-                  seq_lens=(128, 256, 512), split_sizes=(16, 32, 64), top_ks=(1, 3, 5)),
+                  seq_lens=(128, 256, 512), split_sizes=(16, 32, 64), num_retrieved=(1, 3, 5)),
     "mini": dict(pretrain=_MINI_PRETRAIN, token_budget=2000 * 131072, finetune=_MINI_FINETUNE,
-                 seq_lens=(512, 1024, 2048), split_sizes=(128, 256, 512), top_ks=(1, 3, 5)),
+                 seq_lens=(512, 1024, 2048), split_sizes=(128, 256, 512), num_retrieved=(1, 3, 5)),
     "base": dict(pretrain=_BASE_PRETRAIN, token_budget=360000 * 524288, finetune=_BASE_FINETUNE,
-                 seq_lens=(512, 1024, 2048), split_sizes=(128, 256, 512), top_ks=(1, 3, 5)),
+                 seq_lens=(512, 1024, 2048), split_sizes=(128, 256, 512), num_retrieved=(1, 3, 5)),
 }
 
 _SCALE_NOTES = {
@@ -170,9 +170,9 @@ def split_size(scale: str) -> Study:
     from aveyb.config import PRESETS
 
     preset = PRESETS[recipe["pretrain"]["model_preset"]]
-    s0, k0 = preset["split_size"], preset["top_k"]
-    pairs = [(s, k0) for s in recipe["split_sizes"]] + [(s0, k) for k in recipe["top_ks"] if k != k0]
-    variants = [Variant(f"S{s}_k{k}", model={"split_size": s, "top_k": k}) for s, k in pairs]
+    s0, k0 = preset["split_size"], preset["num_retrieved_splits"]
+    pairs = [(s, k0) for s in recipe["split_sizes"]] + [(s0, k) for k in recipe["num_retrieved"] if k != k0]
+    variants = [Variant(f"S{s}_k{k}", model={"split_size": s, "num_retrieved_splits": k}) for s, k in pairs]
     return _study("split_size", scale, "Split size S (at the default k) and retrieved splits k (at the default S).",
                   variants, f"S{s0}_k{k0}", ["default_split_size_and_k_are_best"])
 
