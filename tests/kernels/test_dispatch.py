@@ -348,6 +348,31 @@ def test_forward_hook_on_a_fused_layer(dtype):
     check("model fwd (hooked fused layer)", outf, outr, out64, dtype)
 
 
+@gpu
+@needs_triton
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_gradient_checkpointing_on_fused_layers(reentrant):
+    """On CUDA, gradient checkpointing runs each layer's fused op in the forward and again in the
+    recomputation (the hand-written training layer), with the gradients of the unchecked model."""
+    from aveyb.architectures import build_masked_lm
+
+    torch.manual_seed(7)
+    dev = torch.device("cuda")
+    model = build_masked_lm("avey-b", "tiny", 211, hidden_size=64, split_size=32, num_retrieved_splits=2,
+                            kernel_backend="triton").to(dev).train()
+    model.set_kernel_backend(options=kernels.KernelOptions(train_layer="triton"))
+    ids = torch.randint(0, 211, (2, 150), device=dev)
+    model(input_ids=ids, labels=ids).loss.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    calls = counting(model.model.layers[1])
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert len(calls) == 2 and layer_backends(model) == {"TritonBackend", "Counting"}
+    for name, param in model.named_parameters():
+        assert rel(param.grad, want[name]) < 1e-4, name
+
+
 def test_kernel_modules_import_without_cycles():
     """The modules of aveyb.kernels import each other one way (layer -> the operations ->
     _triton_utils, tuning), at module level: no circle, and none dodged by an import in a function

@@ -42,10 +42,13 @@ class TritonBackend:
         if not isinstance(options, KernelOptions):
             raise TypeError(f"options must be an aveyb.kernels.KernelOptions, got {type(options).__name__}")
         self.options, self.strict = options, strict
+        # Triton chooses its interpreter when a kernel is defined, so the answer holds for the process;
+        # asked once here rather than per call (a model under torch.compile traces every call).
+        self._interpret = interpreting()
         self._last = None  # (weak reference to the last fused output, its version, its row statistics)
 
     def __getstate__(self):  # copies and pickles forget the last output's statistics
-        return {"options": self.options, "strict": self.strict, "_last": None}
+        return {"options": self.options, "strict": self.strict, "_interpret": self._interpret, "_last": None}
 
     def __repr__(self) -> str:
         return f"TritonBackend({self.options!r}, strict={self.strict})"
@@ -53,7 +56,7 @@ class TritonBackend:
     def runs_fused(self, x: torch.Tensor) -> bool:
         """Whether the kernels run for ``x``: on CUDA (or in Triton's interpreter); else the reference
         does, or, with ``strict``, a RuntimeError says why not."""
-        if x.is_cuda or interpreting():
+        if x.is_cuda or self._interpret:
             return True
         if self.strict:
             raise RuntimeError(f"kernel_backend='triton' needs CUDA inputs, got a {x.device.type} tensor; "

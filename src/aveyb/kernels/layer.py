@@ -9,7 +9,7 @@ Inference (no autograd) runs a layer as three launches:
    rows zeroed;
 2. ``mix.mix_and_gate``, in place on Z: G <- G ⊙ mix(U), so Z[:, d:] becomes [G ⊙ mix(U) ; Zb];
 3. ``fuser.fuse``: the fuser GEMM on the view Z[:, d:] with bias + α·X in the epilogue, which also
-   writes the row statistics the next layer's enricher needs (:func:`run_layers` passes them on).
+   writes the row statistics the next layer's enricher needs (``backend.TritonBackend`` passes them on).
 
 Neither RMSNorm(X), the pre-activation Z, act(Z), mix(U), the concatenation nor the residual is
 a separate pass over memory.
