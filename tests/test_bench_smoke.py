@@ -12,6 +12,7 @@ from aveyb.cli import main
 FIELDS = {"model", "impl", "mode", "batch", "seq_len", "tokens_per_s", "latency_ms", "peak_mem_gb", "gpu", "commit"}
 
 
+@pytest.mark.slow
 def test_bench_cli_writes_records_table_and_plots(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "set_num_threads", lambda n: monkeypatch.setattr(torch, "get_num_threads", lambda: n))
     out = tmp_path / "bench.jsonl"
@@ -35,6 +36,7 @@ def test_bench_cli_writes_records_table_and_plots(tmp_path, monkeypatch):
     assert (tmp_path / "bench_inference_b2.png").exists()
 
 
+@pytest.mark.slow
 def test_bench_sparse_prediction_applies_to_our_train_step_only(tmp_path):
     out = tmp_path / "sparse.jsonl"
     code = main(["bench", "--models", "avey-b", "--impls", "reference,official-style", "--modes", "train,inference",

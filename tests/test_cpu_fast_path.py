@@ -34,6 +34,7 @@ def model():
     return aveyb.AveyBModel(aveyb.preset_config("tiny", vocab_size=VOCAB)).eval()
 
 
+@pytest.mark.slow
 def test_compiled_matches_reference_on_padded_batches(model):
     from aveyb.serving import compile_for_cpu
 

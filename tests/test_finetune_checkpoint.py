@@ -45,6 +45,7 @@ def kill_after(monkeypatch, step_to_die: int):
     monkeypatch.setattr(checkpoint, "save", save_then_die)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(bert, task_file, tmp_path, monkeypatch, capsys):
     reference = run_finetune(bert, task_file, tmp_path / "ref", cfg(), **QUIET)
     out = tmp_path / "run"
@@ -60,6 +61,7 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(bert, task_file, 
     assert not (out / checkpoint.CHECKPOINTS_DIR).exists()  # removed once results.json is written
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_other_options_is_not_resumed(bert, task_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     kill_after(monkeypatch, 2)
@@ -79,6 +81,7 @@ def test_half_written_checkpoints_are_ignored(tmp_path):
     assert checkpoint.load(folder / "step-2")["step"] == 2
 
 
+@pytest.mark.slow
 def test_checkpoint_every_zero_writes_none(bert, task_file, tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(checkpoint, "save", lambda *a, **k: saved.append(a))
@@ -93,6 +96,7 @@ def test_results_json_is_world_readable(bert, task_file, tmp_path):
     assert (Path(tmp_path / "run" / "results.json").stat().st_mode & 0o777) == 0o644 & ~mask
 
 
+@pytest.mark.slow
 def test_retrieval_resumes_too(bert, tmp_path, monkeypatch):
     folder = tmp_path / "beir"
     (folder / "qrels").mkdir(parents=True)

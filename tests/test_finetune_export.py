@@ -144,6 +144,7 @@ def test_token_classification_pipeline_aggregates_words_by_offsets(finetuned):
     assert covered.split() == text.split()  # together the groups cover every word once
 
 
+@pytest.mark.slow
 def test_question_answering_pipeline_returns_a_span_of_the_context(finetuned):
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipelines
 
@@ -176,6 +177,7 @@ def test_fill_mask_pipeline(avey):
     assert out[0]["score"] >= out[1]["score"] >= out[2]["score"]
 
 
+@pytest.mark.slow
 def test_retrieval_model_loads_in_sentence_transformers(finetuned):
     from sentence_transformers import SentenceTransformer
 

@@ -70,6 +70,7 @@ def test_sequence_classification(bert, tmp_path, task):
     assert stored["metrics"] == rec["metrics"] and stored["config"]["lr"] == rec["lr"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoding", ["majority", "first"])
 def test_token_classification(bert, tmp_path, decoding):
     rec = run(bert, "conll2003", tmp_path, tc_decoding=decoding)
@@ -84,6 +85,7 @@ def test_question_answering(bert, tmp_path, task, head):
     assert 0 <= rec["metrics"]["test/paper_f1"] <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["mnrl", "cached_mnrl"])
 def test_retrieval(bert, tmp_path, loss):
     rec = run(bert, "nq", tmp_path, retrieval_loss=loss)
@@ -92,6 +94,7 @@ def test_retrieval(bert, tmp_path, loss):
 
 
 # ---- Avey-B through the same Auto classes --------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("task,kw", [("mnli", {}), ("conll2003", {}), ("squad_v2", {}), ("squad", {"qa_head": "in_span"}),
                                      ("msmarco", {})])
 def test_aveyb_every_family(aveyb_model, tmp_path, task, kw):
@@ -209,6 +212,7 @@ def test_finished_run_is_skipped(bert, tmp_path):
     assert "differs from this request in ['lr']" in logs[-1]
 
 
+@pytest.mark.slow
 def test_crash_leaves_no_results(bert, tmp_path, monkeypatch):
     import aveyb.tasks.classification as sc
 
@@ -285,6 +289,7 @@ def test_selection_by_hand():
     assert row["score"]["mean"] == pytest.approx(17 / 30)
 
 
+@pytest.mark.slow
 def test_sweep_resume_and_report(bert, tmp_path):
     from aveyb.evaluation.report import write_report
     from aveyb.evaluation.sweep import collect, run_sweep, sweep_grid
@@ -316,6 +321,7 @@ def test_cli_finetune_and_report(bert, tmp_path, capsys):
     assert "trec_qc-sample" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_sweep_writes_the_table(bert, tmp_path, capsys):
     from aveyb.cli import main
 

@@ -19,6 +19,7 @@ SMALL = dict(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_architecture_pretrains_and_exports(tmp_path, arch):
     torch.manual_seed(0)
@@ -36,6 +37,7 @@ def one_variant_study(arch: str) -> dict:
             "finetune": {"tasks": ["sentiment_rt-sample"], "lrs": [1e-3], "seeds": [0]}}
 
 
+@pytest.mark.slow
 def test_a_registered_architecture_builds_pretrains_and_joins_the_study_spec(tmp_path):
     """The registry is open: an architecture registered in user code is built by name, accepted by
     the pretraining config and the study spec, and an unknown name is refused naming the known ones."""

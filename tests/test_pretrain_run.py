@@ -109,6 +109,7 @@ def test_end_to_end_and_fill_mask(reference_run):
     assert len(preds) == 3 and all("sequence" in p for p in preds)
 
 
+@pytest.mark.slow
 def test_exact_resume_after_sigkill(reference_run, tmp_path):
     run = tmp_path / "killed"
     proc = subprocess.Popen(_cli(run), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -196,6 +197,7 @@ def test_cli_errors_exit_nonzero(tmp_path):
     assert main(["pretrain", "--config", "tiny", "--output-dir", str(tmp_path), "--set", "colour=red"]) == 2
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_rank_ddp_and_fsdp2(tmp_path):
     """torchrun --nproc-per-node 2 (gloo) with the same global batch gives the same losses and
     gradient norms (FSDP2 shards every parameter, alpha included, and clip_grad_norm_ reduces the
@@ -228,6 +230,7 @@ def test_two_ranks_match_one_rank_ddp_and_fsdp2(tmp_path):
     assert _losses(tmp_path / "legacy")[3] == pytest.approx(_losses(tmp_path / "fsdp2")[3], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
     run = tmp_path / "term"
     proc = subprocess.Popen(_cli(run, "--set", "max_steps=500", "--set", "checkpoint_every=1000"), env=_env(),
@@ -245,6 +248,7 @@ def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
     assert step >= 2 and max(_losses(run)) == step
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     {"keep_document_boundaries": True, "mask_strategy": "bert", "schedule": "wsd"},
     {"arch": "bert", "schedule": "constant", "model_overrides": {"max_position_embeddings": 128}},

@@ -83,6 +83,7 @@ def test_a_zero_shot_run_without_validation_is_reported(tmp_path):
     assert row["split"] == "test" and row["score"]["median"] == 0.4 and row["best_lr"] == 1e-4
 
 
+@pytest.mark.slow
 def test_results_json_records_the_baseline(tmp_path):
     from aveyb.tasks.config import build_config
     from aveyb.tasks.runner import run_finetune

@@ -204,6 +204,7 @@ def _results(root: Path) -> dict[str, float]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in (root / "finetune").rglob("results.json")}
 
 
+@pytest.mark.slow
 def test_a_tiny_study_end_to_end_then_a_rerun_skips_everything(tmp_path):
     spec = write_spec(tmp_path, tiny_spec())
     out = tmp_path / "out"
@@ -243,6 +244,7 @@ def test_a_tiny_study_end_to_end_then_a_rerun_skips_everything(tmp_path):
     assert _results(second).keys() == {k.replace("avey-b", "ref") for k in before}
 
 
+@pytest.mark.slow
 def test_a_failed_job_leaves_the_others_finished_and_exits_non_zero(tmp_path):
     spec = tiny_spec(variants=[{"name": "avey-b"}, {"name": "ghost", "pretrained": str(tmp_path / "no-such-model")}],
                      claims=[], finetune=dict(tasks=["sentiment_rt-sample"], preset="ci",
@@ -277,6 +279,7 @@ def _start(spec: Path, out: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_in_pretraining_and_in_finetuning(tmp_path):
     spec = write_spec(tmp_path, tiny_spec(
         variants=[{"name": "avey-b"}], claims=[], token_budget=256 * 400,
@@ -304,6 +307,7 @@ def test_resume_after_a_kill_in_pretraining_and_in_finetuning(tmp_path):
     assert len(list((out / "finetune").rglob("results.json"))) == 3
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_study_cleanly_and_it_resumes(tmp_path):
     spec = write_spec(tmp_path, tiny_spec(
         variants=[{"name": "avey-b"}], claims=[], token_budget=256 * 400,
@@ -328,6 +332,7 @@ def test_sigterm_stops_a_study_cleanly_and_it_resumes(tmp_path):
     assert not list((out / "jobs" / "failed").glob("*.json"))  # the interruption is cleared by the finished job
 
 
+@pytest.mark.slow
 def test_the_submitit_executor_runs_a_study_in_its_local_mode(tmp_path):
     pytest.importorskip("submitit")
     spec = write_spec(tmp_path, tiny_spec(
@@ -344,6 +349,7 @@ def test_the_submitit_executor_runs_a_study_in_its_local_mode(tmp_path):
     assert any((out / "submitit").rglob("*_result.pkl"))  # submitit ran the jobs and kept their results
 
 
+@pytest.mark.slow
 def test_a_dry_run_lists_the_jobs_and_runs_none(tmp_path):
     out = tmp_path / "out"
     result = run_cli("run", str(write_spec(tmp_path, tiny_spec())), "--output-dir", str(out), "--dry-run")
@@ -444,6 +450,7 @@ def test_reuse_copies_the_finished_jobs_of_another_study_and_only_those(tmp_path
     assert reuse(second, tmp_path / "b", [tmp_path / "a"], log=lambda m: None) == []  # already here
 
 
+@pytest.mark.slow
 def test_a_dry_run_shows_what_would_be_reused_and_a_bad_reuse_dir_is_an_error(tmp_path):
     spec = tiny_spec()
     _fake_finished(tmp_path / "a", Study.from_dict(spec), [Job("pretrain", "avey-b")])

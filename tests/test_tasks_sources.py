@@ -98,6 +98,7 @@ def test_unknown_task_lists_what_exists(tmp_path):
         get_task("sentiment_moviez", tmp_path)
 
 
+@pytest.mark.slow
 def test_sentiment_movies_finetunes_by_name(bert, tmp_path):
     data = tmp_path / "data"
     kit_folder(data, "sentiment_movies", SENTIMENT_META)
@@ -210,6 +211,7 @@ def fake_hub(splits: dict):
     return load
 
 
+@pytest.mark.slow
 def test_a_hub_dataset_id_with_a_split_map(bert, tmp_path):
     rows = [{"sentence": f"{'good' if i % 2 else 'bad'} film {i}", "label": i % 2} for i in range(20)]
     load = fake_hub({"train": rows, "dev": rows[:6]})

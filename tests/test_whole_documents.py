@@ -22,6 +22,7 @@ def checkpoint(tmp_path_factory):
     return path, model
 
 
+@pytest.mark.slow
 def test_a_16k_token_document_is_encoded_whole(checkpoint):
     from sentence_transformers import SentenceTransformer
 
