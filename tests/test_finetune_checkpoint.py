@@ -89,6 +89,7 @@ def test_checkpoint_every_zero_writes_none(bert, task_file, tmp_path, monkeypatc
     assert saved == []
 
 
+@pytest.mark.slow
 def test_results_json_is_world_readable(bert, task_file, tmp_path):
     run_finetune(bert, task_file, tmp_path / "run", cfg(checkpoint_every=0), **QUIET)
     mask = os.umask(0)

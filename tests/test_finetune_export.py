@@ -59,6 +59,7 @@ def finetuned(avey, tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 def test_model_is_saved_by_default_and_not_with_save_model_false(bert, tmp_path):
     rec = finetune(bert, "sst2", tmp_path / "saved")
     saved = tmp_path / "saved" / "model"
