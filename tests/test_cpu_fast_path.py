@@ -1,5 +1,5 @@
-"""The CPU inference paths against the plain reference: the compiled one (aveyb.serving, exact up
-to float rounding) and int8 dynamic quantisation (aveyb.quantize, an opt-in approximation with a
+"""The CPU inference paths against the plain reference: the chunked, buffer-reusing encoder and the
+compiled one (aveyb.serving, exact up to float rounding) and int8 dynamic quantisation (aveyb.quantize, an opt-in approximation with a
 documented tolerance), on right-padded batches whose lengths are not multiples of S (tiny preset)."""
 
 from __future__ import annotations
@@ -35,6 +35,48 @@ def model():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("chunk_rows", [16, 40, 1024])  # one split per chunk, 2 splits (a short last chunk), all
+@pytest.mark.parametrize("variant", [{}, {"layer_arrangement": "dynamic_only"}, {"compression": False},
+                                     {"layer_arrangement": "coupled", "dynamic_norm": "softmax"}])
+def test_cpu_encoder_matches_reference_on_padded_batches(chunk_rows, variant):
+    from aveyb.serving import CPUEncoder
+
+    torch.manual_seed(0)
+    model = aveyb.AveyBModel(aveyb.preset_config("tiny", vocab_size=VOCAB, **variant)).eval()
+    fast = CPUEncoder(model, chunk_rows=chunk_rows)
+    for i, lengths in enumerate(CASES):
+        ids, mask = _batch(lengths, seed=i)
+        with torch.no_grad():
+            ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = fast(input_ids=ids, attention_mask=mask).last_hidden_state
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+        assert torch.all(got[~mask.bool()] == 0)
+    ids, _ = _batch([45])  # no mask at all
+    with torch.no_grad():
+        torch.testing.assert_close(fast(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state,
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_optimize_for_cpu_serves_a_head_and_int8():
+    from aveyb.serving import CPUEncoder, optimize_for_cpu
+
+    torch.manual_seed(0)
+    config = aveyb.preset_config("tiny", vocab_size=VOCAB, num_labels=5)
+    head = aveyb.AveyBForTokenClassification(config).eval()
+    ids, mask = _batch([37, 20], seed=2)
+    with torch.no_grad():
+        ref = head(input_ids=ids, attention_mask=mask).logits
+    q = optimize_for_cpu(head, int8=True)  # a quantised copy: head itself is unchanged
+    assert is_quantized(q) and not is_quantized(head) and isinstance(q.model, CPUEncoder)
+    with torch.no_grad():
+        got_int8 = q(input_ids=ids, attention_mask=mask).logits
+    assert _relative(got_int8, ref, mask) < INT8_TOLERANCE
+    fast = optimize_for_cpu(head, chunk_rows=32)  # fp32: in place, same weights
+    assert fast is head and isinstance(head.model, CPUEncoder)
+    with torch.no_grad():
+        torch.testing.assert_close(head(input_ids=ids, attention_mask=mask).logits, ref, rtol=1e-5, atol=1e-6)
+
+
 def test_compiled_matches_reference_on_padded_batches(model):
     from aveyb.serving import compile_for_cpu
 

@@ -6,7 +6,7 @@ Examples::
     aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
     aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
     aveyb bench --report results/bench/v11_6157576_inference.jsonl   # tables and plots from records
-  aveyb bench --device cpu --threads 16 --models avey-b,bert --impls reference,compiled,int8,onnxruntime,sdpa \
+  aveyb bench --device cpu --threads 16 --models avey-b,bert --impls reference,cpu-fast,int8,onnxruntime,sdpa \
       --modes inference --lengths 512,2048,8192 --batch 1 --dtype fp32     # the CPU paths
 
 Every measurement is appended to ``--out`` (JSON lines) as soon as it is taken; a markdown table
@@ -27,7 +27,7 @@ DESCRIPTION = """Throughput, latency and peak memory of Avey-B and the baselines
   aveyb bench --models avey-b --impls fused,official-style --lengths 2048,32768
   aveyb bench --models avey-b --impls fused-graphs,official-style --modes inference --lengths 128,512,2048
   aveyb bench --report results/bench/v11_6157576_inference.jsonl   # tables and plots from records
-  aveyb bench --device cpu --threads 16 --models avey-b,bert --impls reference,compiled,int8,onnxruntime,sdpa \
+  aveyb bench --device cpu --threads 16 --models avey-b,bert --impls reference,cpu-fast,int8,onnxruntime,sdpa \
       --modes inference --lengths 512,2048,8192 --batch 1 --dtype fp32     # the CPU paths
 
 Every measurement is appended to --out (JSON lines) as soon as it is taken; a markdown table
@@ -51,7 +51,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--models", default=DEFAULT_MODELS, help=f"comma list (default {DEFAULT_MODELS})")
     p.add_argument("--impls", default=DEFAULT_IMPLS,
                    help="comma list; Avey-B: fused, fused-graphs (inference), reference, official-style, and the "
-                        "CPU inference paths compiled (torch.compile, frozen weights), int8 (dynamic quantisation, "
+                        "CPU inference paths cpu-fast (chunked layers, reused buffers), compiled (torch.compile, frozen weights), int8 (dynamic quantisation, "
                         "opt-in approximation), onnxruntime; baselines: sdpa, flash, eager")
     p.add_argument("--modes", default="inference,train", help="inference, train, ranker (Avey-B's ranker alone)")
     p.add_argument("--lengths", default="128,512,2048,8192,32768,65536,98304,131072", help="inference lengths")

@@ -31,11 +31,13 @@ import torch
 
 from aveyb.provenance import git_commit
 
-AVEY_IMPLS = ("fused", "fused-graphs", "reference", "official-style", "compiled", "int8", "onnxruntime")
-# CPU inference paths of the reference model: Inductor with frozen weights (aveyb.serving), int8
-# dynamic quantisation of the enricher and fuser (aveyb.quantize, opt-in: changes the numbers),
-# ONNX Runtime on the exported graph (aveyb.export). Inference mode only, fp32.
-CPU_IMPLS = ("compiled", "int8", "onnxruntime")
+AVEY_IMPLS = ("fused", "fused-graphs", "reference", "official-style", "cpu-fast", "compiled", "int8", "onnxruntime")
+# CPU inference paths of the reference model (inference mode, fp32): the layers chunk by chunk
+# in reused buffers (aveyb.serving.CPUEncoder), Inductor with frozen weights
+# (aveyb.serving.compile_for_cpu), int8 dynamic quantisation of the enricher and fuser, run
+# chunked as cpu-fast (aveyb.quantize, opt-in: changes the numbers), ONNX Runtime on the exported
+# graph (aveyb.export).
+CPU_IMPLS = ("cpu-fast", "compiled", "int8", "onnxruntime")
 BASELINE_IMPLS = ("sdpa", "flash", "eager")
 
 
@@ -182,15 +184,19 @@ class CPUFastEncoder(torch.nn.Module):
 
 def cpu_fast_encoder(encoder, impl: str) -> CPUFastEncoder:
     """``encoder`` (an fp32 ``AveyBModel`` on the CPU) through the CPU path ``impl``."""
-    if impl == "compiled":
-        from aveyb.serving import compile_for_cpu
+    from aveyb.serving import DEFAULT_CHUNK_ROWS, CPUEncoder, compile_for_cpu
 
+    if impl == "cpu-fast":
+        return CPUFastEncoder(impl, CPUEncoder(encoder), encoder,
+                              f"aveyb.serving.CPUEncoder (chunks of {DEFAULT_CHUNK_ROWS} rows, reused buffers)")
+    if impl == "compiled":
         return CPUFastEncoder(impl, compile_for_cpu(encoder), encoder, "torch.compile (inductor, freezing)")
     if impl == "int8":
         from aveyb.quantize import quantize_dynamic_int8
 
-        return CPUFastEncoder(impl, quantize_dynamic_int8(encoder), encoder,
-                              "int8 dynamic enricher + fuser (opt-in approximation)")
+        return CPUFastEncoder(impl, CPUEncoder(quantize_dynamic_int8(encoder)), encoder,
+                              f"int8 dynamic enricher + fuser (opt-in approximation), CPUEncoder chunks of "
+                              f"{DEFAULT_CHUNK_ROWS} rows")
     if impl == "onnxruntime":
         import tempfile
         from pathlib import Path
