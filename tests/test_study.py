@@ -368,6 +368,12 @@ def test_a_study_directory_refuses_another_study(tmp_path):
     with pytest.raises(StudyError, match="holds another study"):
         prepare(Study.from_dict(tiny_spec(token_budget=256 * 40)), out)
     prepare(Study.from_dict(tiny_spec(finetune={**tiny_spec()["finetune"], "seeds": [5]})), out)  # nothing fine-tuned yet
+    done = out / "finetune" / "avey-b" / "news_cloze" / "lr0.002" / "seed5" / "results.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    with pytest.raises(StudyError, match=r"differs in \['finetune'\]"):
+        prepare(Study.from_dict(tiny_spec()), out)
+    prepare(Study.from_dict(tiny_spec(finetune={**tiny_spec()["finetune"], "seeds": [5]}, notes=["why"])), out)
 
 
 def test_job_ids_round_trip():

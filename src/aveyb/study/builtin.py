@@ -102,7 +102,7 @@ _SCALE_NOTES = {
         "200 steps of batch 32 at length 128, at most 500 evaluation examples and a 1,000-document corpus; "
         "one learning rate, 2e-3 (a sweep of the reference over {5e-4, 2e-3, 5e-3}, one seed: 2e-3 beat "
         "5e-4 on all four tasks; 5e-3 was best on pos_brown and news_cloze but fell to the majority class "
-        "on sentiment_movies and to nDCG@10 0.02 on news_retrieval; results/studies/micro_calibration); "
+        "on sentiment_movies and to nDCG@10 0.02 on news_retrieval); "
         "all-MiniLM-L6-v2 at 5e-4, the rate of its calibration runs there; 3 seeds.",
     ],
     "mini": ["mini: the mini preset, GPT-2 BPE, offline corpus, N=2048, 131,072 tokens/step x 2,000 steps "

@@ -98,13 +98,15 @@ def finetune_jobs(study: Study, variants: list[str] | None = None, data_dir: str
 # ---- the study directory ----------------------------------------------------------------------
 
 _PRETRAINING_FIELDS = ("name", "scale", "variants", "reference", "pretrain", "token_budget")
+_PROSE_FIELDS = ("description", "notes")
 
 
 def prepare(study: Study, root: Path) -> None:
     """Write ``study.yaml``, or check that the directory holds the same study.
 
     The fine-tuning settings may still change while no fine-tuning job has finished (so
-    pretraining can start before they are settled); nothing else may.
+    pretraining can start before they are settled), and the description and notes at any time
+    (they compute nothing); nothing else may.
     """
     root.mkdir(parents=True, exist_ok=True)
     path = root / SPEC_FILE
@@ -112,7 +114,7 @@ def prepare(study: Study, root: Path) -> None:
         stored, wanted = Study.from_yaml(path).to_dict(), study.to_dict()
         diff = sorted(k for k, v in wanted.items() if stored.get(k) != v)
         finetuned = any((root / "finetune").rglob("results.json")) if (root / "finetune").is_dir() else False
-        fixed = [k for k in diff if k in _PRETRAINING_FIELDS or finetuned]
+        fixed = [k for k in diff if k in _PRETRAINING_FIELDS or (finetuned and k not in _PROSE_FIELDS)]
         if fixed:
             raise StudyError(f"{root} holds another study (it differs in {fixed}); finished jobs would be mixed "
                              f"with the new ones: choose another --output-dir")
