@@ -107,3 +107,29 @@ def test_report_gives_each_fused_implementation_its_ratio_table():
     graphs = table.split("Ratios (Avey-B fused-graphs throughput over …)")[1]
     assert "| avey-b official-style (measured) | 1.50× |" in graphs
     assert "Ratios (fused Avey-B" not in table  # "fused" itself was not measured
+
+
+def test_bench_cpu_paths_are_rows_of_one_table(tmp_path):
+    """The CPU inference paths run beside the reference in one bench call, each checked against it
+    (the note), inference only; the CPU table gets their ratio tables and no GPU quoted numbers."""
+    impls = "reference,cpu-fast,int8" + (",onnxruntime" if _has("onnxruntime") and _has("onnxscript") else "")
+    out = tmp_path / "cpu.jsonl"
+    code = main(["bench", "--models", "avey-b", "--impls", impls, "--modes", "inference,train", "--lengths", "40",
+                 "--batch", "2", "--train-lengths", "32", "--train-batch", "2", "--preset", "tiny", "--vocab-size", "97",
+                 "--warmup", "1", "--repeats", "2", "--min-time", "0", "--device", "cpu", "--threads", "1",
+                 "--dtype", "fp32", "--out", str(out)])
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    fast = [r for r in records if r["impl"] != "reference"]
+    assert {r["impl"] for r in fast} == set(impls.split(",")) - {"reference"}
+    assert all(r["mode"] == "inference" and r["status"] == "ok" for r in fast), fast  # no train rows for them
+    errors = {r["impl"]: float(r["note"].split("rel. err ")[1].split()[0]) for r in fast}
+    assert errors["cpu-fast"] < 1e-5 and errors["int8"] < 0.2, errors
+    table = out.with_suffix(".md").read_text()
+    assert "Ratios (Avey-B cpu-fast throughput over …)" in table and "quoted" not in table
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

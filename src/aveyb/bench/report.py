@@ -35,7 +35,10 @@ def _cell(rec: dict | None) -> str:
         return ""
     if rec.get("status", "ok") != "ok":
         return rec["status"].upper()
-    return f"{rec['tokens_per_s'] / 1e6:.3f}M / {rec['latency_ms']:.1f} ms / {rec['peak_mem_gb']:.1f} GB"
+    tps, mem = rec["tokens_per_s"], rec.get("peak_mem_gb")
+    rate = f"{tps / 1e6:.3f}M" if tps >= 1e4 else f"{tps / 1e3:.2f}K"  # CPU rows: thousands
+    memory = f"{mem:.1f} GB" if isinstance(mem, (int, float)) and mem == mem else "-"  # NaN on a CPU
+    return f"{rate} / {rec['latency_ms']:.1f} ms / {memory}"
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -58,8 +61,9 @@ def markdown_table(records: list[dict]) -> str:
             cells = [_cell(latest.get((model, impl, n))) for n in lengths]
             out.append(f"| {model} | {impl} | " + " | ".join(cells) + " |")
         out.append("")
-        for numerator in FUSED_IMPLS:
-            ratio_rows = _ratios(latest, lengths, mode, numerator)
+        on_cpu = all(g.startswith("cpu") for g in gpu)
+        for numerator in FUSED_IMPLS + (CPU_RATIO_IMPLS if on_cpu else ()):
+            ratio_rows = _ratios(latest, lengths, mode, numerator, quoted=not on_cpu)
             if ratio_rows:
                 label = "fused Avey-B" if numerator == "fused" else f"Avey-B {numerator}"
                 out.append(f"Ratios ({label} throughput over …)\n")
@@ -70,11 +74,13 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(out)
 
 
-# Each fused implementation present gets its own ratio table (eager kernels; CUDA-graph replay).
+# Each fused implementation present gets its own ratio table (eager kernels; CUDA-graph replay),
+# and in CPU records so does each CPU path of Avey-B (aveyb.bench.runner.CPU_IMPLS) and its reference.
 FUSED_IMPLS = ("fused", "fused-graphs")
+CPU_RATIO_IMPLS = ("reference", "cpu-fast", "compiled", "onnxruntime", "int8")
 
 
-def _ratios(latest: dict, lengths: list[int], mode: str, numerator: str = "fused") -> list[str]:
+def _ratios(latest: dict, lengths: list[int], mode: str, numerator: str = "fused", quoted: bool = True) -> list[str]:
     def tps(model, impl, n):
         rec = latest.get((model, impl, n))
         return rec["tokens_per_s"] if rec and rec.get("status", "ok") == "ok" else None
@@ -90,7 +96,7 @@ def _ratios(latest: dict, lengths: list[int], mode: str, numerator: str = "fused
     others = sorted({(m, i) for (m, i, _) in latest if (m, i) != ("avey-b", numerator)})
     for model, impl in others:
         add_row(f"{model} {impl} (measured)", lambda n, model=model, impl=impl: tps(model, impl, n))
-    for name in ("official", "modernbert-sdpa-compiled", "bert-sdpa"):
+    for name in ("official", "modernbert-sdpa-compiled", "bert-sdpa") if quoted else ():  # GPU figures
         add_row(f"{name} (quoted numbers)", lambda n, name=name: QUOTED.get((name, mode, n)))
     return rows
 
