@@ -34,7 +34,6 @@ def model():
     return aveyb.AveyBModel(aveyb.preset_config("tiny", vocab_size=VOCAB)).eval()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("chunk_rows", [16, 40, 1024])  # one split per chunk, 2 splits (a short last chunk), all
 @pytest.mark.parametrize("variant", [{}, {"layer_arrangement": "dynamic_only"}, {"compression": False},
                                      {"layer_arrangement": "coupled", "dynamic_norm": "softmax"}])
