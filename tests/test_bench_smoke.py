@@ -125,6 +125,10 @@ def test_bench_cpu_paths_are_rows_of_one_table(tmp_path):
     assert all(r["mode"] == "inference" and r["status"] == "ok" for r in fast), fast  # no train rows for them
     errors = {r["impl"]: float(r["note"].split("rel. err ")[1].split()[0]) for r in fast}
     assert errors["cpu-fast"] < 1e-5 and errors["int8"] < 0.2, errors
+    if "onnxruntime" in errors:
+        assert errors["onnxruntime"] < 1e-4
+        note = next(r["note"] for r in fast if r["impl"] == "onnxruntime")
+        assert "intra-op threads 1" in note, note  # ORT gets the bench's --threads
     table = out.with_suffix(".md").read_text()
     assert "Ratios (Avey-B cpu-fast throughput over …)" in table and "quoted" not in table
 

@@ -30,6 +30,10 @@ After export the graph is checked with ONNX Runtime against eager PyTorch on a r
 batch of a size and lengths other than the export example's (``--no-verify`` skips it).
 Like ``torch.compile``, the graph skips the model's input checks (ids in range, mask values,
 no left padding): callers must pad on the right.
+
+``export_module`` exports a model already in memory (what ``aveyb bench --impls onnxruntime``
+times), and ``cpu_session`` opens an ONNX Runtime CPU session with a chosen number of intra-op
+threads (README, "CPU serving").
 """
 
 from __future__ import annotations
