@@ -61,3 +61,21 @@ def test_schedules():
     wsd = [lr_factor(s, total, "wsd", 0.1, 0.2) for s in range(total)]
     assert wsd[50] == 1.0 and wsd[79] == 1.0 and wsd[90] == pytest.approx(0.5) and wsd[-1] < 0.1
     assert lr_factor(99, total, "constant", 0.1) == 1.0
+
+
+def test_kernel_options_reach_the_model_and_bad_ones_name_the_field():
+    from aveyb.data.tokenizer import load_tokenizer
+    from aveyb.kernels import KernelOptions
+    from aveyb.pretrain.loop import build_model
+
+    cfg = PretrainConfig(**parse_overrides(["kernel_options={train_layer: triton, gelu: tanh}"], PretrainConfig,
+                                           "pretraining"))
+    model = build_model(cfg, load_tokenizer(cfg.tokenizer))
+    assert model.kernel_options == KernelOptions(train_layer="triton", gelu="tanh")
+    assert build_model(PretrainConfig(), load_tokenizer("bundled:bpe-4k")).kernel_options == KernelOptions()
+    with pytest.raises(ValueError, match=r"kernel_options\.train_layers is not a kernel option"):
+        PretrainConfig(kernel_options={"train_layers": "triton"})
+    with pytest.raises(ValueError, match=r"kernel_options: KernelOptions\.train_layer='fast'"):
+        PretrainConfig(kernel_options={"train_layer": "fast"})
+    with pytest.raises(ValueError, match="arch='bert' has none"):
+        PretrainConfig(arch="bert", kernel_options={"gelu": "tanh"})

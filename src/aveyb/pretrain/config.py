@@ -58,6 +58,8 @@ class PretrainConfig:
     precision: str = "auto"           # auto: bf16 autocast on CUDA, fp32 on CPU
     tf32: bool = True
     compile: bool = False
+    # Avey-B's fused kernels: fields of aveyb.kernels.KernelOptions, e.g. {train_layer: triton}
+    kernel_options: dict = field(default_factory=dict)
     distributed: str = "ddp"
     seed: int = 0
     device: str = "auto"
@@ -115,6 +117,24 @@ class PretrainConfig:
             raise ValueError("sources must name at least one data source")
         if self.holdout_every < 0 or self.val_sequences < 0:
             raise ValueError("holdout_every and val_sequences must be >= 0")
+        if self.kernel_options:
+            self.kernel_options_object()
+
+    def kernel_options_object(self):
+        """``kernel_options`` as an ``aveyb.kernels.KernelOptions`` (validated: a bad key or value is an
+        error naming ``kernel_options.<field>``)."""
+        from aveyb.kernels.options import KernelOptions
+
+        if self.kernel_options and self.arch != "avey-b":
+            raise ValueError(f"kernel_options set the fused Avey-B kernels; arch={self.arch!r} has none")
+        fields = [f.name for f in dataclasses.fields(KernelOptions)]
+        for key in self.kernel_options:
+            if key not in fields:
+                raise ValueError(f"kernel_options.{key} is not a kernel option; choose from {fields}")
+        try:
+            return KernelOptions(**self.kernel_options)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"kernel_options: {err}") from None
 
     @property
     def global_batch_sequences(self) -> int:

@@ -72,7 +72,10 @@ def build_model(cfg: PretrainConfig, tokenizer):
         overrides.update(eos_token_id=tokenizer.eos_token_id, mask_token_id=tokenizer.mask_token_id,
                          sparse_prediction=True)
     overrides.update(cfg.model_overrides)
-    return build_masked_lm(cfg.arch, cfg.model_preset, vocab, **overrides)
+    model = build_masked_lm(cfg.arch, cfg.model_preset, vocab, **overrides)
+    if cfg.arch == "avey-b":
+        model.set_kernel_backend(options=cfg.kernel_options_object())
+    return model
 
 
 def check_sequence_length(model, seq_len: int, tokenizer) -> None:
