@@ -109,6 +109,7 @@ def test_report_gives_each_fused_implementation_its_ratio_table():
     assert "Ratios (fused Avey-B" not in table  # "fused" itself was not measured
 
 
+@pytest.mark.slow
 def test_bench_cpu_paths_are_rows_of_one_table(tmp_path):
     """The CPU inference paths run beside the reference in one bench call, each checked against it
     (the note), inference only; the CPU table gets their ratio tables and no GPU quoted numbers."""
