@@ -9,6 +9,7 @@ import torch
 
 import aveyb
 from aveyb.quantize import INT8_TOLERANCE, is_quantized, quantize_dynamic_int8
+from padded import right_padded_batch
 
 VOCAB = 120
 # Real length of each row (S = 16 in tiny): not multiples of S, a padded row, a single split.
@@ -16,11 +17,18 @@ CASES = [[37, 20], [5, 16, 9], [50]]
 
 
 def _batch(lengths, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    length = max(lengths)
-    ids = torch.randint(0, VOCAB, (len(lengths), length), generator=gen)
-    mask = (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return ids, mask
+    return right_padded_batch(lengths, VOCAB, seed)
+
+
+def _check_padded_cases(fast, model, rtol, atol):
+    """``fast`` gives the reference's hidden states on every case of CASES; padded positions stay zeros."""
+    for i, lengths in enumerate(CASES):
+        ids, mask = _batch(lengths, seed=i)
+        with torch.no_grad():
+            ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = fast(input_ids=ids, attention_mask=mask).last_hidden_state
+        torch.testing.assert_close(got, ref, rtol=rtol, atol=atol)
+        assert torch.all(got[~mask.bool()] == 0)
 
 
 def _relative(got, ref, mask):
@@ -43,13 +51,7 @@ def test_cpu_encoder_matches_reference_on_padded_batches(chunk_rows, variant):
     torch.manual_seed(0)
     model = aveyb.AveyBModel(aveyb.preset_config("tiny", vocab_size=VOCAB, **variant)).eval()
     fast = CPUEncoder(model, chunk_rows=chunk_rows)
-    for i, lengths in enumerate(CASES):
-        ids, mask = _batch(lengths, seed=i)
-        with torch.no_grad():
-            ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        got = fast(input_ids=ids, attention_mask=mask).last_hidden_state
-        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
-        assert torch.all(got[~mask.bool()] == 0)
+    _check_padded_cases(fast, model, rtol=1e-5, atol=1e-6)
     ids, _ = _batch([45])  # no mask at all
     with torch.no_grad():
         torch.testing.assert_close(fast(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state,
@@ -79,14 +81,7 @@ def test_optimize_for_cpu_serves_a_head_and_int8():
 def test_compiled_matches_reference_on_padded_batches(model):
     from aveyb.serving import compile_for_cpu
 
-    fast = compile_for_cpu(model)
-    for i, lengths in enumerate(CASES):
-        ids, mask = _batch(lengths, seed=i)
-        with torch.no_grad():
-            ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        got = fast(input_ids=ids, attention_mask=mask).last_hidden_state
-        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
-        assert torch.all(got[~mask.bool()] == 0)  # padded positions stay zeros
+    _check_padded_cases(compile_for_cpu(model), model, rtol=1e-4, atol=1e-5)
 
 
 def test_compiled_keeps_the_eager_input_checks(model):

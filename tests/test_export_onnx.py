@@ -18,6 +18,7 @@ pytest.importorskip("onnxscript")  # the dynamo exporter's ONNX translation
 
 import aveyb  # noqa: E402
 from aveyb.export import HEAD_OUTPUTS, example_inputs, export_onnx, relative_error  # noqa: E402
+from padded import right_padded_batch  # noqa: E402
 
 VOCAB = 120
 TOLERANCE = 1e-4  # relative, fp32
@@ -42,11 +43,7 @@ VARIANTS = {
 
 
 def _batch(lengths, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    length = max(lengths)
-    ids = torch.randint(0, VOCAB, (len(lengths), length), generator=gen)
-    mask = (torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]).long()
-    return ids, mask
+    return right_padded_batch(lengths, VOCAB, seed)
 
 
 @pytest.fixture(scope="module")
