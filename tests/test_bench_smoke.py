@@ -34,6 +34,13 @@ def test_bench_cli_writes_records_table_and_plots(tmp_path, monkeypatch):
     assert "| avey-b | official-style |" in table
     pytest.importorskip("matplotlib")
     assert (tmp_path / "bench_inference_b2.png").exists()
+    # --report without --out rebuilds the table beside the records (it once wrote to runs/bench/)
+    moved = tmp_path / "elsewhere" / "records.jsonl"
+    moved.parent.mkdir()
+    out.rename(moved)
+    out.with_suffix(".md").unlink()
+    assert main(["bench", "--report", str(moved)]) == 0
+    assert "| avey-b | official-style |" in moved.with_suffix(".md").read_text()
 
 
 @pytest.mark.slow

@@ -75,8 +75,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (torch.set_num_threads; default: torch's, i.e. OMP_NUM_THREADS or the cores)")
-    p.add_argument("--out", default="runs/bench/bench.jsonl",
-                   help="JSON-lines file the records are appended to; the .md table and plots go beside it")
+    p.add_argument("--out", default=None,
+                   help="JSON-lines file the records are appended to; the .md table and plots go beside it "
+                        "(default runs/bench/bench.jsonl; with --report FILE, beside FILE)")
     p.add_argument("--report", nargs="*", default=None, metavar="JSONL",
                    help="only write the table and plots of these record files")
     p.set_defaults(func=run)
@@ -112,6 +113,7 @@ def _plan(args) -> list[tuple[str, str, str, int, list[int]]]:
 def _write_report(records: list[dict], out: Path) -> None:
     from aveyb.bench.report import markdown_table, plot
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown_table(records) + "\n")
     try:
         plot(records, out)
@@ -125,7 +127,7 @@ def run(args) -> int:
     from aveyb.bench.report import load_records, markdown_table
     from aveyb.bench.runner import Bench, format_rate
 
-    out = Path(args.out)
+    out = Path(args.out or (args.report[0] if args.report else "runs/bench/bench.jsonl"))
     if args.report is not None:
         records = load_records(args.report or [out])
         _write_report(records, out)

@@ -147,10 +147,10 @@ def _tma_block_shapes(nargs):
 
 
 # OCC programs per SM: with 2, one program's epilogue can run while the other's MMAs do. FLAT=False
-# keeps the persistent loop nested (in a config lab, the fuser's fastest
+# keeps the persistent loop nested (timed config by config, the fuser's fastest
 # config on an H100 is a nested 128x256 loop with 4 stages, whose flattened form does not fit in
 # shared memory). WS (Triton's warp specialisation) stays off: on Hopper it failed to compile or
-# was not faster in the same lab.
+# was not faster.
 _TMA_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "OCC": occ, "FLAT": flat}, num_warps=w,
                   num_stages=st, pre_hook=_tma_block_shapes)
