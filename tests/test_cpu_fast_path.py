@@ -78,6 +78,7 @@ def test_optimize_for_cpu_serves_a_head_and_int8():
         torch.testing.assert_close(head(input_ids=ids, attention_mask=mask).logits, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_compiled_matches_reference_on_padded_batches(model):
     from aveyb.serving import compile_for_cpu
 

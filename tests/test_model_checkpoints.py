@@ -56,6 +56,7 @@ def run_python(script: str, tmp_path: Path, isolated: bool = False) -> subproces
 
 
 # ---- remote code: every head and sentence-transformers without aveyb -------------------------
+@pytest.mark.slow
 def test_every_head_loads_with_remote_code_where_aveyb_is_not_installed(tmp_path):
     from sentence_transformers import SentenceTransformer, models
 
@@ -251,6 +252,7 @@ print('LIGHT_OK')
     assert "LIGHT_OK" in result.stdout, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["aveyb first", "transformers first"])
 def test_import_aveyb_still_registers_the_auto_classes(order, tmp_path):
     aveyb.AveyBForTokenClassification(tiny_config()).save_pretrained(tmp_path / "model")

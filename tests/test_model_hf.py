@@ -64,6 +64,7 @@ def test_head_loads_encoder_weights_of_a_masked_lm(tmp_path):
     assert clf.classifier.out_features == 4
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_remote_code_where_aveyb_is_not_installed(tmp_path):
     torch.manual_seed(0)
     model = aveyb.AveyBForMaskedLM(tiny_config()).eval()

@@ -185,6 +185,7 @@ def test_gradient_checkpointing_keeps_the_backend(backend, reentrant):
         torch.testing.assert_close(param.grad, want[name], msg=name)
 
 
+@pytest.mark.slow
 @needs_triton
 def test_fsdp2_blocks_run_their_backend():
     """fully_shard on every block, as ``wrap_model`` does (one gloo rank, in a subprocess): the blocks

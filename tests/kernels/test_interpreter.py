@@ -33,6 +33,7 @@ def _skip_reason() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_kernels_match_references_in_interpreter():
     """``pytest tests/kernels -m interpreter`` with TRITON_INTERPRET=1: every interpreter case passes,
     none is skipped."""
