@@ -291,3 +291,51 @@ def test_predict_refuses_a_model_without_a_task_and_a_bad_file(avey, finetuned, 
     (tmp_path / "bad.jsonl").write_text('{"text": "x"}\n{"text": \n')
     rc, _, err = predict_cli(["--model", path, "--input", tmp_path / "bad.jsonl"], capsys)
     assert rc == 2 and "line 2 is not valid JSON" in err
+
+
+@pytest.mark.parametrize("task, rows", [
+    ("sst2", [{"text": "a great film"}, {"text": "an awful, awful movie that goes on"}]),
+    ("conll2003", [{"tokens": ["John", "lives", "in", "Paris"]}, {"tokens": "Mary left"}]),
+    ("squad", [{"question": "Which city?", "context": "The president visited Paris, then London."}]),
+])
+def test_predict_serving_cpu_fast_matches_the_reference_and_int8_runs(finetuned, tmp_path, capsys, monkeypatch,
+                                                                      task, rows):
+    import aveyb.serving
+
+    path, _ = finetuned(task)
+    data = write_jsonl(tmp_path / "in.jsonl", rows)
+    served = []
+    optimize = aveyb.serving.optimize_for_cpu
+    monkeypatch.setattr(aveyb.serving, "optimize_for_cpu",
+                        lambda model, **kw: served.append(kw) or optimize(model, **kw))
+    outputs = {}
+    for serving in ("reference", "cpu-fast", "cpu-int8"):
+        out = tmp_path / f"{serving}.jsonl"
+        rc, _, err = predict_cli(["--model", path, "--input", data, "--output", out, "--device", "cpu",
+                                  "--serving", serving], capsys)
+        assert rc == 0, err
+        outputs[serving] = read_out(out)
+    for ref, fast in zip(outputs["reference"], outputs["cpu-fast"]):
+        assert fast.keys() == ref.keys()
+        for key, value in ref.items():  # same labels, tags and spans; the same scores to float rounding
+            assert fast[key] == (pytest.approx(value, rel=1e-5) if key == "scores" else value), key
+    assert len(outputs["cpu-int8"]) == len(rows)
+    assert served == [{"int8": False}, {"int8": True}]  # the reference run took the model as saved
+
+
+def test_predict_serving_names_what_it_cannot_serve(finetuned, bert, tmp_path, capsys):
+    path, _ = finetuned("msmarco")
+    data = write_jsonl(tmp_path / "in.jsonl", [{"query": "who is the president"}])
+    rc, _, err = predict_cli(["--model", path, "--input", data, "--device", "cpu", "--serving", "cpu-fast"], capsys)
+    assert rc == 2 and "retrieval embeds through sentence-transformers" in err
+    sst2, _ = finetuned("sst2")
+    data = write_jsonl(tmp_path / "text.jsonl", [{"text": "a great film"}])
+    from aveyb.tasks.predict import PredictError, load_predictor
+
+    with pytest.raises(PredictError, match="add --device cpu"):
+        load_predictor("sequence_classification", sst2, torch.device("cuda"), "cpu-fast")
+    bert_out = tmp_path / "bert"
+    finetune(bert, "sst2", bert_out)
+    rc, _, err = predict_cli(["--model", bert_out / "model", "--input", data, "--device", "cpu",
+                              "--serving", "cpu-int8"], capsys)
+    assert rc == 2 and "serves Avey-B" in err and "bert model" in err

@@ -7,10 +7,9 @@ from functools import partial
 
 from aveyb.evaluation.metrics import classification_metrics
 from aveyb.tasks.data import RowErrors
-from aveyb.tasks.predict import input_text, max_length
+from aveyb.tasks.predict import input_text, load_predictor, max_length
 from aveyb.tasks.training import (
     encode_text,
-    load_model,
     load_tokenizer,
     pad_batch,
     predict_batches,
@@ -63,9 +62,9 @@ def run(task, splits, labels: list[str], model_path: str, cfg, device, save_dir=
                         encode, scorer)
 
 
-def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+def predict_rows(model_dir, rows, where, cfg, device, settings, serving="reference") -> list[dict]:
     """Predicted label and class probabilities of every input row (``aveyb predict``)."""
-    tokenizer, model = load_tokenizer(model_dir), load_model("sequence_classification", model_dir)
+    tokenizer, model = load_tokenizer(model_dir), load_predictor("sequence_classification", model_dir, device, serving)
     max_len = max_length(cfg, model, tokenizer)
     feats = []
     for number, row in enumerate(rows, 1):

@@ -180,7 +180,7 @@ def cmd_predict(args) -> int:
 
     try:
         records = predict(args.model, args.input, batch_size=args.batch_size, device=args.device,
-                          progress=args.output is not None)
+                          progress=args.output is not None, serving=args.serving)
     except (PredictError, TaskError, ValueError) as err:  # bad input, model or option: one line, exit 2
         return _error("predict", err)
     write_jsonl(records, args.output)
@@ -265,4 +265,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--output", default=None, help="a .jsonl file to write (default: standard output)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass (default 64)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--serving", default="reference", choices=("reference", "cpu-fast", "cpu-int8"),
+                   help="how an Avey-B model runs on the CPU: as saved (default), aveyb.serving's fast path "
+                        "(same outputs), or int8 (opt-in approximation); not for retrieval")
     p.set_defaults(func=cmd_predict)

@@ -24,7 +24,7 @@ from typing import Any
 class Family:
     name: str
     module: str                          # defines run(task, splits, labels, model, cfg, device, save_dir)
-    #                                      and predict_rows(model_dir, rows, where, cfg, device, settings)
+    #                                      and predict_rows(model_dir, rows, where, cfg, device, settings, serving)
     main_metric: str                     # the paper's metric, a task's main one unless it names another
     metrics: tuple[str, ...]             # what a task may name as its main metric (meta.json main_metric)
     report_metrics: tuple[str, ...]      # shown beside the main metric in tables (PROTOCOL.md)
@@ -44,9 +44,10 @@ class Family:
         """Fine-tune ``model_path`` on ``task`` and score it (the family module's ``run``)."""
         return self.implementation().run(task, splits, labels, model_path, cfg, device, save_dir=save_dir)
 
-    def predict_rows(self, model_dir: str, rows: list[dict], where, cfg, device, settings: dict) -> list[dict]:
+    def predict_rows(self, model_dir: str, rows: list[dict], where, cfg, device, settings: dict,
+                     serving: str = "reference") -> list[dict]:
         """Predictions of a saved model for input rows (``aveyb predict``)."""
-        return self.implementation().predict_rows(model_dir, rows, where, cfg, device, settings)
+        return self.implementation().predict_rows(model_dir, rows, where, cfg, device, settings, serving=serving)
 
     def labels_of(self, example: dict) -> list:
         """The labels of one example: its class, or its tags (empty for a family without labels)."""

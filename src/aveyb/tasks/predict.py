@@ -24,6 +24,11 @@ class PredictError(ValueError):
     """Bad input to ``aveyb predict``: the message names the file, the row and the column."""
 
 
+# How the model runs: as saved, or through aveyb.serving's CPU path (exact), or int8 (an opt-in
+# approximation: aveyb.quantize).
+SERVING = ("reference", "cpu-fast", "cpu-int8")
+
+
 # ---- reading ----------------------------------------------------------------------------------
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a JSON Lines (``.jsonl``, ``.json``) or CSV (``.csv``, ``.tsv``) file."""
@@ -106,17 +111,36 @@ def max_length(cfg, model, tokenizer) -> int:
 
 
 # ---- entry points ---------------------------------------------------------------------------------
+def load_predictor(head: str, model_dir, device, serving: str = "reference"):
+    """The saved ``head`` model for prediction, run as ``serving`` says (one of ``SERVING``)."""
+    from aveyb.tasks.training import load_model
+
+    model = load_model(head, model_dir)
+    if serving == "reference":
+        return model
+    if getattr(device, "type", str(device)) != "cpu":
+        raise PredictError(f"--serving {serving} is a CPU path; add --device cpu (on a GPU the fused kernels serve)")
+    if model.config.model_type != "aveyb":
+        raise PredictError(f"--serving {serving} serves Avey-B; {model_dir} holds a {model.config.model_type} model")
+    from aveyb.serving import optimize_for_cpu
+
+    return optimize_for_cpu(model, int8=serving == "cpu-int8")
+
+
 def predict(model_dir: str | os.PathLike, input_path: str | os.PathLike, batch_size: int = 64,
-            device: str = "auto", progress: bool = True) -> list[dict[str, Any]]:
-    """Predictions for every row of ``input_path`` (each with its ``id``), in input order."""
+            device: str = "auto", progress: bool = True, serving: str = "reference") -> list[dict[str, Any]]:
+    """Predictions for every row of ``input_path`` (each with its ``id``), in input order; ``serving``
+    (``SERVING``) runs an Avey-B model through the CPU fast path or int8."""
     from aveyb.tasks.training import select_device
 
+    if serving not in SERVING:
+        raise PredictError(f"serving={serving!r} is not allowed; choose one of {list(SERVING)}")
     settings = saved_task(model_dir)
     rows = read_rows(input_path)
     cfg = _run_config(settings, batch_size, device, progress)
     where = partial(_where, input_path)
     family = FAMILIES[settings["family"]]
-    results = family.predict_rows(str(model_dir), rows, where, cfg, select_device(cfg), settings)
+    results = family.predict_rows(str(model_dir), rows, where, cfg, select_device(cfg), settings, serving=serving)
     return [{"id": _row_id(row, n), **res} for n, (row, res) in enumerate(zip(rows, results), 1)]
 
 

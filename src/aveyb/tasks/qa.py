@@ -22,7 +22,7 @@ import torch
 from aveyb.evaluation.metrics import paper_qa_f1, squad_metrics
 from aveyb.tasks.data import RowErrors
 from aveyb.tasks.export import save_finetuned, task_settings
-from aveyb.tasks.predict import input_text, max_length
+from aveyb.tasks.predict import input_text, load_predictor, max_length
 from aveyb.tasks.training import (
     TaskError,
     end_token_id,
@@ -261,11 +261,11 @@ def run(task, splits, labels, model_path: str, cfg, device, save_dir=None) -> di
     return out
 
 
-def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+def predict_rows(model_dir, rows, where, cfg, device, settings, serving="reference") -> list[dict]:
     """The predicted answer span of every input row (``aveyb predict``): text and character offsets."""
     in_span = cfg.qa_head == "in_span"
     tokenizer = load_tokenizer(model_dir)
-    model = load_model("token_classification" if in_span else "question_answering", model_dir)
+    model = load_predictor("token_classification" if in_span else "question_answering", model_dir, device, serving)
     max_len = max_length(cfg, model, tokenizer)
     examples, feats = [], []
     for number, row in enumerate(rows, 1):

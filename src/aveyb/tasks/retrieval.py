@@ -209,7 +209,7 @@ def run(task, splits, labels, model_path: str, cfg, device, save_dir=None) -> di
     return out
 
 
-def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+def predict_rows(model_dir, rows, where, cfg, device, settings, serving="reference") -> list[dict]:
     """The embedding of every input row (``aveyb predict``), with the prefix used in training."""
     texts = []
     for number, row in enumerate(rows, 1):
@@ -221,6 +221,9 @@ def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
         key = present[0]
         prefix = {"query": cfg.query_prefix, "document": cfg.document_prefix, "text": ""}[key]
         texts.append(prefix + input_text(row, key, at, "retrieval"))
+    if serving != "reference":
+        raise PredictError(f"--serving {serving} serves the classification, token-classification and QA heads; "
+                           "retrieval embeds through sentence-transformers: leave --serving at 'reference'")
     model = load_sentence_model(str(model_dir), cfg.max_length, device)
     embeddings = encode(model, texts, cfg, device, desc="predict")
     return [{"embedding": e} for e in embeddings.tolist()]

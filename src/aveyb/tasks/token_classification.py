@@ -10,10 +10,9 @@ from functools import partial
 from aveyb.evaluation.metrics import token_classification_metrics
 from aveyb.tasks.data import RowErrors
 from aveyb.tasks.families import FAMILIES
-from aveyb.tasks.predict import PredictError, max_length
+from aveyb.tasks.predict import PredictError, load_predictor, max_length
 from aveyb.tasks.training import (
     end_token_id,
-    load_model,
     load_tokenizer,
     pad_batch,
     predict_batches,
@@ -146,9 +145,9 @@ def input_words(row: dict, at: str) -> list[str]:
     return value
 
 
-def predict_rows(model_dir, rows, where, cfg, device, settings) -> list[dict]:
+def predict_rows(model_dir, rows, where, cfg, device, settings, serving="reference") -> list[dict]:
     """Predicted tag of every word of every input row (``aveyb predict``)."""
-    tokenizer, model = load_tokenizer(model_dir), load_model("token_classification", model_dir)
+    tokenizer, model = load_tokenizer(model_dir), load_predictor("token_classification", model_dir, device, serving)
     max_len = max_length(cfg, model, tokenizer)
     feats = []
     for number, row in enumerate(rows, 1):
