@@ -30,7 +30,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from aveyb.model.layers import ACT_FNS, dynamic_mix, static_mix
+from aveyb.model.layers import ACT_FNS, LayerWeights, contextualize
 
 QUANTISED = ("enricher", "fuser")
 # What the tests hold int8 to: ‖int8 − fp32‖ / ‖fp32‖ of the last hidden state over real tokens
@@ -40,30 +40,26 @@ INT8_TOLERANCE = 0.1
 
 class Int8Layer(nn.Module):
     """An Avey-B layer whose enricher and fuser are int8 dynamic Linears: the layer's math (SPEC 3)
-    written with module calls, so the quantised modules run. It holds the original layer's
-    parameters under the same names (``norm.weight``, ``alpha``, ``spatial_proj``, ``tau``)."""
+    with the two GEMMs as module calls, so the quantised modules run, and the mix through
+    :func:`aveyb.model.layers.contextualize`. It holds the original layer's parameters under the
+    same names (``norm.weight``, ``alpha``, ``spatial_proj``, ``tau``)."""
 
-    def __init__(self, layer: nn.Module, config):
+    def __init__(self, layer: nn.Module):
         super().__init__()
-        self.kind = layer.kind
-        self.act = ACT_FNS[config.hidden_act]
-        self.dynamic_norm, self.eps = config.dynamic_norm, config.eps
+        self.kind, self.spec = layer.kind, layer.spec
         self.norm, self.enricher, self.fuser, self.alpha = layer.norm, layer.enricher, layer.fuser, layer.alpha
         for name in ("spatial_proj", "tau"):
             if getattr(layer, name, None) is not None:
                 setattr(self, name, getattr(layer, name))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        z = self.act(self.enricher(self.norm(x)))
+        z = ACT_FNS[self.spec.hidden_act](self.enricher(self.norm(x)))
         width = x.shape[-1]
         u, gate, bypass = z[..., :width], z[..., width:2 * width], z[..., 2 * width:]
-        if mask is not None:
-            u = u * mask.unsqueeze(-1).to(u.dtype)
-        if self.kind == "static":
-            mixed = static_mix(u, self.spatial_proj)
-        else:
-            proj = self.spatial_proj if self.kind == "coupled" else None
-            mixed = dynamic_mix(u, mask, self.dynamic_norm, self.eps, getattr(self, "tau", None), proj)
+        # contextualize reads P and τ only; the GEMM weights are the quantised modules'
+        mix_weights = LayerWeights(self.norm.weight, None, None, None, None, self.alpha,
+                                   getattr(self, "spatial_proj", None), getattr(self, "tau", None))
+        mixed = contextualize(u, mask, mix_weights, self.spec)
         return self.fuser(torch.cat([gate * mixed, bypass], dim=-1)) + self.alpha * x
 
 
@@ -94,7 +90,7 @@ def quantize_dynamic_int8(model: nn.Module, inplace: bool = False) -> nn.Module:
         target = model if inplace else copy.deepcopy(model)
         target = target.float().eval()
         for encoder in _encoders(target):
-            encoder.layers = nn.ModuleList(Int8Layer(layer, encoder.config) for layer in encoder.layers)
+            encoder.layers = nn.ModuleList(Int8Layer(layer) for layer in encoder.layers)
         names = [name for name, module in target.named_modules()
                  if isinstance(module, nn.Linear) and name.rpartition(".")[2] in QUANTISED
                  and ".layers." in f".{name}"]

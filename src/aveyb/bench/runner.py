@@ -420,16 +420,10 @@ def fused_vs_reference(module, device) -> float:
     with torch.no_grad():
         fused = module.base_model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         try:
-            if hasattr(module, "set_kernel_backend"):  # the modules call a backend chosen once
-                module.set_kernel_backend("reference")
-            else:
-                config.kernel_backend = "torch"
+            module.set_kernel_backend("reference")  # the modules call a backend chosen once
             ref = module.base_model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         finally:
-            if hasattr(module, "set_kernel_backend"):
-                module.set_kernel_backend(backend)
-            else:
-                config.kernel_backend = backend
+            module.set_kernel_backend(backend)
     return float((fused - ref).norm() / ref.norm())
 
 
@@ -445,17 +439,10 @@ def _ranker_call(module, ids):
     if getattr(module.config, "model_type", "") != "aveyb":
         raise NotImplementedError("the ranker is Avey-B's")
     encoder = module.base_model
-    if hasattr(encoder.ranker, "backend"):  # the ranker module calls its backend's rank op
-        def fn():
-            with torch.inference_mode():
-                return encoder.ranker(encoder.embed(ids), None)
-        return fn
-    from aveyb.model.modeling_aveyb import _fused_kernels
 
-    def fn():
+    def fn():  # the ranker module calls its backend's rank op
         with torch.inference_mode():
-            x = encoder.embed(ids)
-            return encoder.ranker(x, None, encoder.config, _fused_kernels(encoder.config, x))
+            return encoder.ranker(encoder.embed(ids), None)
 
     return fn
 

@@ -96,7 +96,9 @@ class TritonBackend:
             from aveyb.kernels import loss
 
             return loss.cross_entropy(logits, labels)
-        return torch.nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100)
+        from aveyb.model.layers import REFERENCE
+
+        return REFERENCE.cross_entropy(logits, labels)
 
     def _stats_of(self, x):
         if torch.compiler.is_compiling() or self._last is None:
